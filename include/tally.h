@@ -1,0 +1,472 @@
+/*
+ * tally: lock-free budget and rate-limit counters for request gateways.
+ *
+ * One header, one opaque handle (tally_store). A store maps string keys to
+ * records of two kinds, budgets and rate limits, each kind in its own key
+ * space. Every record points to an immutable snapshot (config, usage, window,
+ * version); every write builds the successor snapshot and installs it with one
+ * compare-and-swap, so counters are exact under any concurrency and readers
+ * never block.
+ *
+ * Results
+ *   0 (TALLY_OK) is success. Positive results are normal outcomes that are not
+ *   errors (TALLY_LIMITED, TALLY_CONFLICT, TALLY_CREATED). Negative results are
+ *   errors; a call that returns an error changed nothing. Test errors with
+ *   `rc < 0`. tally_strerror() names every code.
+ *
+ * Amounts and time
+ *   Amounts are int64_t in the caller's unit (micro-dollars, tokens, requests).
+ *   Sums are exact; a sum that would overflow int64_t is TALLY_EOVERFLOW, never
+ *   a wrap. Time is int64_t nanoseconds since the Unix epoch, UTC, read from
+ *   the store's clock.
+ *
+ * Keys
+ *   NUL-terminated strings of 1 to 255 bytes (any byte but NUL). The library
+ *   copies the key; the caller keeps ownership of its buffer.
+ *
+ * Thread safety
+ *   +----------------------------+-------------------------------------------+
+ *   | call                       | may overlap with                          |
+ *   +----------------------------+-------------------------------------------+
+ *   | tally_store_create         | anything on other stores                  |
+ *   | tally_store_destroy        | nothing on that store (see its comment)   |
+ *   | every other tally_* call   | any call on the same store from any      |
+ *   |                            | thread, except tally_store_destroy        |
+ *   +----------------------------+-------------------------------------------+
+ *   Each thread that touches a store is registered with it lazily on its first
+ *   call (one small allocation from the store's allocator) and released when
+ *   the thread exits. Every write is linearizable at its compare-and-swap;
+ *   every read at its single atomic load of the record's snapshot. Successful
+ *   writes are sequentially consistent (full-barrier CAS).
+ *
+ * Ownership
+ *   Views and roll events are plain structs copied out of one snapshot; they
+ *   own nothing and stay valid as long as the caller keeps them, except the
+ *   `key` pointer of a tally_roll, which is valid only during the callback.
+ */
+#ifndef TALLY_H
+#define TALLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version and export macros                                                */
+/* ------------------------------------------------------------------------ */
+
+#define TALLY_VERSION_MAJOR 0
+#define TALLY_VERSION_MINOR 1
+#define TALLY_VERSION_PATCH 0
+/* 0xMMmmpp: comparable with >= at compile time. */
+#define TALLY_VERSION_HEX                                                      \
+	((TALLY_VERSION_MAJOR << 16) | (TALLY_VERSION_MINOR << 8) |            \
+	 TALLY_VERSION_PATCH)
+
+#if defined(TALLY_STATIC)
+#define TALLY_API
+#elif defined(__GNUC__)
+#define TALLY_API __attribute__((visibility("default")))
+#else
+#define TALLY_API
+#endif
+
+#if defined(__GNUC__)
+#define TALLY_NODISCARD __attribute__((warn_unused_result))
+#else
+#define TALLY_NODISCARD
+#endif
+
+/* Run-time version: the TALLY_VERSION_HEX the library was built with. */
+TALLY_API unsigned tally_version(void);
+/* Run-time version as "MAJOR.MINOR.PATCH"; a static string, never freed. */
+TALLY_API const char *tally_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Result codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* X(name, value, message): the single table behind the enum, the names and
+ * tally_strerror(). Values never change once released. */
+#define TALLY_RESULT_MAP(X)                                                    \
+	X(OK, 0, "success")                                                    \
+	X(LIMITED, 1, "over the limit: nothing was taken")                     \
+	X(CONFLICT, 2, "the record changed since the observed version")        \
+	X(CREATED, 3, "the record was created")                                \
+	X(EINVAL, -22, "invalid argument")                                     \
+	X(ENOENT, -2, "no such record")                                        \
+	X(ENOMEM, -12, "out of memory")                                        \
+	X(EOVERFLOW, -75, "the sum would overflow int64")                      \
+	X(EKEY, -1001, "invalid key: must be 1 to 255 bytes")                  \
+	X(EPERIOD, -1002, "invalid period")
+
+typedef enum tally_result {
+#define TALLY__RESULT_ENUM(name, value, msg) TALLY_##name = (value),
+	TALLY_RESULT_MAP(TALLY__RESULT_ENUM)
+#undef TALLY__RESULT_ENUM
+} tally_result;
+
+/* A static message for any value; "unknown result" for values not in the
+ * table. Never NULL, never freed. */
+TALLY_API const char *tally_strerror(int rc);
+/* The code's name without prefix ("LIMITED", "EINVAL"), or NULL if unknown. */
+TALLY_API const char *tally_result_name(int rc);
+
+/* ------------------------------------------------------------------------ */
+/* Periods                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum tally_period_unit {
+	TALLY_PERIOD_NONE = 0,  /* no period: the window never resets */
+	TALLY_PERIOD_FIXED = 1, /* count nanoseconds (s m h d, compounds) */
+	TALLY_PERIOD_WEEK = 2,  /* count weeks (w); Monday-aligned on the grid */
+	TALLY_PERIOD_MONTH = 3  /* count calendar months (M; Q = 3, Y = 12) */
+} tally_period_unit;
+
+typedef struct tally_period {
+	int64_t count; /* > 0 unless unit is TALLY_PERIOD_NONE (then 0) */
+	int32_t unit;  /* a tally_period_unit */
+} tally_period;
+
+#define TALLY_PERIOD_NONE_INIT {0, TALLY_PERIOD_NONE}
+
+/*
+ * Parse text such as "30s", "5m", "1h", "1d", "1w", "1M", "1Q", "1Y",
+ * "1h30m", "500ms", "250us", "10ns". Units: ns us ms s m h d w (fixed) and
+ * M Q Y (calendar; a single term only: "1Y6M" and "1h1M" are errors). `m` is
+ * minutes, `M` months. A lone "Nw" is a week period; w inside a compound
+ * counts as 7 fixed days. The empty string and "none" parse to no period.
+ * Returns TALLY_OK, TALLY_EINVAL (NULL argument) or TALLY_EPERIOD (zero,
+ * negative, overflowing, unknown or malformed); *out is written only on
+ * success.
+ */
+TALLY_API TALLY_NODISCARD int tally_period_parse(const char *text,
+						 tally_period *out);
+
+/*
+ * Format a period canonically ("1h30m", "1w", "3M", "1Y", "none") into buf.
+ * Returns the length of the full text (not counting the NUL), like snprintf;
+ * the output is truncated (and still NUL-terminated when size > 0) if size is
+ * too small. TALLY_PERIOD_FORMAT_MAX bytes always suffice. Returns
+ * TALLY_EINVAL for a NULL period or a NULL buf with size > 0, TALLY_EPERIOD
+ * for an invalid period. tally_period_parse() of the text gives back an equal
+ * period.
+ */
+#define TALLY_PERIOD_FORMAT_MAX 64
+TALLY_API int tally_period_format(const tally_period *period, char *buf,
+				  size_t size);
+
+/* ------------------------------------------------------------------------ */
+/* Store                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct tally_store tally_store;
+
+/* Nanoseconds since the Unix epoch, UTC. Called once per operation, from any
+ * thread; it must be thread safe. */
+typedef int64_t tally_clock_fn(void *ctx);
+
+/* All memory of a store comes from here: the store, records, snapshots, the
+ * map and its growth, per-thread records. malloc returns memory aligned for
+ * any object (like malloc) or NULL; free receives the size that was asked
+ * for. Both must be thread safe. */
+typedef struct tally_allocator {
+	void *(*malloc)(void *ctx, size_t size);
+	void (*free)(void *ctx, void *ptr, size_t size);
+	void *ctx;
+} tally_allocator;
+
+typedef enum tally_kind {
+	TALLY_KIND_BUDGET = 1,
+	TALLY_KIND_RATELIMIT = 2
+} tally_kind;
+
+/* Counter identifiers; also bit masks for tally_ratelimit_reset(). */
+#define TALLY_COUNTER_BUDGET 0u   /* the one counter of a budget */
+#define TALLY_COUNTER_TOKENS 1u   /* rate limit: tokens */
+#define TALLY_COUNTER_REQUESTS 2u /* rate limit: requests */
+#define TALLY_COUNTER_BOTH (TALLY_COUNTER_TOKENS | TALLY_COUNTER_REQUESTS)
+
+typedef enum tally_roll_cause {
+	TALLY_ROLL_INLINE = 1, /* a write rolled a due window before applying */
+	TALLY_ROLL_SWEEP = 2,  /* tally_sweep() rolled it */
+	TALLY_ROLL_RESET = 3   /* an operator reset zeroed it */
+} tally_roll_cause;
+
+/* One window that closed. usage_before is what the window held when it was
+ * closed; together with the usage a record holds now, the usage_before of
+ * every roll accounts for every unit ever applied. */
+typedef struct tally_roll {
+	const char *key; /* NUL-terminated; valid only during the callback */
+	size_t key_len;
+	tally_kind kind;
+	unsigned counter; /* TALLY_COUNTER_* */
+	tally_roll_cause cause;
+	int64_t usage_before;
+	int64_t old_window_start;
+	int64_t new_window_start;
+	uint64_t version; /* version of the snapshot that installed the roll */
+} tally_roll;
+
+/*
+ * Called once for every roll, by the thread whose CAS installed it, after the
+ * CAS and outside any library-internal section. It may call tally functions
+ * on the store (not tally_store_destroy). It must be thread safe.
+ */
+typedef void tally_roll_fn(const tally_roll *roll, void *ctx);
+
+typedef struct tally_store_options {
+	size_t size;              /* sizeof(tally_store_options); set by _INIT */
+	size_t expected_records;  /* pre-sizes the map; 0 = a small default */
+	tally_clock_fn *clock;    /* NULL = clock_gettime(CLOCK_REALTIME) */
+	void *clock_ctx;
+	tally_allocator allocator; /* malloc == NULL: malloc/free */
+	tally_roll_fn *on_roll;   /* NULL = no listener */
+	void *on_roll_ctx;
+	uint64_t hash_seed;       /* 0 = derived per store */
+} tally_store_options;
+
+#define TALLY_STORE_OPTIONS_INIT                                               \
+	{sizeof(tally_store_options), 0, NULL, NULL, {NULL, NULL, NULL},      \
+	 NULL, NULL, 0}
+
+/*
+ * Create a store. options may be NULL (all defaults); otherwise options->size
+ * must be at least the size of the first released version of the struct
+ * (fields past options->size take their defaults). On success *out owns the
+ * store until tally_store_destroy(). Returns TALLY_OK, TALLY_EINVAL (NULL out,
+ * bad size, allocator with only one of malloc/free) or TALLY_ENOMEM.
+ */
+TALLY_API TALLY_NODISCARD int
+tally_store_create(tally_store **out, const tally_store_options *options);
+
+/*
+ * Destroy a store and free all its memory, pending reclamation included.
+ * NULL is a no-op. No other call on this store may run or start, and threads
+ * that used it must not exit concurrently with this call (their exit hook
+ * touches the store); threads that exit afterwards are fine. Never blocks.
+ */
+TALLY_API void tally_store_destroy(tally_store *store);
+
+typedef struct tally_stats {
+	uint64_t records;        /* budgets plus rate limits in the map */
+	uint64_t threads;        /* per-thread records ever registered */
+	uint64_t threads_active; /* of those, held by a live thread */
+	uint64_t writes;         /* snapshots installed by CAS */
+	uint64_t cas_retries;    /* failed CAS attempts that were retried */
+	uint64_t rolls;          /* windows rolled (all causes) */
+	uint64_t retired;        /* snapshots/records/maps handed to reclaim */
+	uint64_t freed;          /* of those, already freed or recycled */
+	uint64_t pending;        /* retired - freed */
+	uint64_t peak_pending;   /* highest pending seen by any one thread */
+} tally_stats;
+
+/* Counters summed over all threads; each is exact for its own thread and the
+ * sum is a moment's approximation while other threads run. Returns TALLY_OK
+ * or TALLY_EINVAL. */
+TALLY_API int tally_store_stats(tally_store *store, tally_stats *out);
+
+/*
+ * Roll every due window in the store, budgets and rate limits. Each roll is a
+ * CAS on the snapshot this sweep observed: if another write got there first
+ * (and so already rolled it), the sweep re-reads and rolls only what is still
+ * due; concurrent sweepers produce exactly one roll per window. cb (may be
+ * NULL) hears every roll this sweep installed, after the store's listener.
+ * *rolled (may be NULL) receives how many rolls this sweep installed. Returns
+ * TALLY_OK, TALLY_EINVAL or TALLY_ENOMEM (a successor could not be allocated:
+ * the records swept before it stay rolled, the rest are left for later).
+ */
+TALLY_API int tally_sweep(tally_store *store, tally_roll_fn *cb, void *ctx,
+			  size_t *rolled);
+
+/* ------------------------------------------------------------------------ */
+/* Budgets                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Default anchor: the record's creation time (kept by later upserts). */
+#define TALLY_ANCHOR_DEFAULT INT64_MIN
+/* utc_offset_minutes must lie within +-TALLY_UTC_OFFSET_MAX. */
+#define TALLY_UTC_OFFSET_MAX (24 * 60 - 1)
+
+typedef struct tally_budget_config {
+	int64_t max_limit;     /* >= 0; usage >= max_limit blocks */
+	tally_period period;   /* TALLY_PERIOD_NONE: never resets (prepaid) */
+	int64_t anchor;        /* ns, or TALLY_ANCHOR_DEFAULT */
+	int32_t utc_offset_minutes;
+	bool calendar_aligned; /* boundaries on the UTC grid (+offset) */
+} tally_budget_config;
+
+#define TALLY_BUDGET_CONFIG_INIT                                               \
+	{0, TALLY_PERIOD_NONE_INIT, TALLY_ANCHOR_DEFAULT, 0, false}
+
+typedef struct tally_budget_view {
+	tally_budget_config config; /* anchor is the effective anchor */
+	int64_t usage;
+	int64_t window_start; /* INT64_MIN-free: a real boundary or the anchor */
+	int64_t window_end;   /* next boundary; INT64_MAX when it never resets */
+	uint64_t version;
+} tally_budget_view;
+
+/*
+ * Create the budget, or replace its config keeping usage and window_start,
+ * in one CAS. Returns TALLY_CREATED, TALLY_OK (replaced), TALLY_EINVAL (NULL
+ * store/config, negative max, offset out of range), TALLY_EKEY,
+ * TALLY_EPERIOD or TALLY_ENOMEM. view (may be NULL) receives the installed
+ * snapshot.
+ */
+TALLY_API TALLY_NODISCARD int
+tally_budget_upsert(tally_store *store, const char *key,
+		    const tally_budget_config *config, tally_budget_view *view);
+
+/* A copy of the current snapshot, as stored (a due window is shown unrolled;
+ * see tally_budget_check for the effective state). Returns TALLY_OK,
+ * TALLY_ENOENT, TALLY_EINVAL, TALLY_EKEY or TALLY_ENOMEM (first call of a
+ * thread could not register it). */
+TALLY_API TALLY_NODISCARD int tally_budget_get(tally_store *store,
+					       const char *key,
+					       tally_budget_view *view);
+
+/*
+ * Add amount (>= 0) after the fact. Rolls a due window first, in the same
+ * CAS; never refused for being over the limit. Returns TALLY_OK,
+ * TALLY_ENOENT, TALLY_EINVAL (amount < 0), TALLY_EKEY, TALLY_EOVERFLOW or
+ * TALLY_ENOMEM. view (may be NULL) receives the installed snapshot.
+ */
+TALLY_API TALLY_NODISCARD int tally_budget_bump(tally_store *store,
+						const char *key, int64_t amount,
+						tally_budget_view *view);
+
+/*
+ * May a request pass now? TALLY_OK if usage < max_limit, TALLY_LIMITED if not
+ * (max_limit 0 always blocks). A due window counts as rolled (usage 0). Reads
+ * only: no CAS, no roll. view (may be NULL) receives the effective state.
+ * Errors: TALLY_ENOENT, TALLY_EINVAL, TALLY_EKEY, TALLY_ENOMEM.
+ */
+TALLY_API TALLY_NODISCARD int tally_budget_check(tally_store *store,
+						 const char *key,
+						 tally_budget_view *view);
+
+/*
+ * Take amount (>= 0) only if usage + amount <= max_limit (after rolling a due
+ * window, in the same CAS). Otherwise take nothing, change nothing and return
+ * TALLY_LIMITED. Returns TALLY_OK, TALLY_LIMITED, TALLY_ENOENT, TALLY_EINVAL,
+ * TALLY_EKEY or TALLY_ENOMEM. view receives the installed snapshot on OK, the
+ * effective state on LIMITED.
+ */
+TALLY_API TALLY_NODISCARD int
+tally_budget_try_consume(tally_store *store, const char *key, int64_t amount,
+			 tally_budget_view *view);
+
+/*
+ * Operator reset: zero usage and set window_start to the window of now, only
+ * if the record still holds the snapshot whose version is observed_version.
+ * Reports a TALLY_ROLL_RESET roll. Returns TALLY_OK, TALLY_CONFLICT (version
+ * differs: nothing changed), TALLY_ENOENT, TALLY_EINVAL, TALLY_EKEY or
+ * TALLY_ENOMEM.
+ */
+TALLY_API TALLY_NODISCARD int
+tally_budget_reset(tally_store *store, const char *key,
+		   uint64_t observed_version, tally_budget_view *view);
+
+/* Delete the budget. view (may be NULL) receives its last snapshot, so its
+ * final usage can be persisted. Concurrent calls see it or get TALLY_ENOENT.
+ * Returns TALLY_OK, TALLY_ENOENT, TALLY_EINVAL, TALLY_EKEY or TALLY_ENOMEM. */
+TALLY_API int tally_budget_remove(tally_store *store, const char *key,
+				  tally_budget_view *view);
+
+/* ------------------------------------------------------------------------ */
+/* Rate limits                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct tally_limit {
+	bool has_max;        /* false: unlimited (counted, never blocks) */
+	int64_t max;         /* >= 0 when has_max */
+	tally_period period; /* required: FIXED, WEEK or MONTH */
+} tally_limit;
+
+typedef struct tally_ratelimit_config {
+	tally_limit tokens;
+	tally_limit requests;
+	int64_t anchor; /* ns, or TALLY_ANCHOR_DEFAULT */
+	int32_t utc_offset_minutes;
+	bool calendar_aligned;
+} tally_ratelimit_config;
+
+typedef struct tally_counter_view {
+	int64_t usage;
+	int64_t window_start;
+	int64_t window_end;
+} tally_counter_view;
+
+typedef struct tally_ratelimit_view {
+	tally_ratelimit_config config;
+	tally_counter_view tokens;
+	tally_counter_view requests;
+	uint64_t version;
+} tally_ratelimit_view;
+
+/* As tally_budget_upsert. A counter needs a period; has_max with max < 0 is
+ * TALLY_EINVAL. */
+TALLY_API TALLY_NODISCARD int
+tally_ratelimit_upsert(tally_store *store, const char *key,
+		       const tally_ratelimit_config *config,
+		       tally_ratelimit_view *view);
+
+/* As tally_budget_get. */
+TALLY_API TALLY_NODISCARD int tally_ratelimit_get(tally_store *store,
+						  const char *key,
+						  tally_ratelimit_view *view);
+
+/* Add tokens and requests (each >= 0) in one CAS, rolling each due counter
+ * first. As tally_budget_bump otherwise; EOVERFLOW if either sum would
+ * overflow (then neither is added). */
+TALLY_API TALLY_NODISCARD int
+tally_ratelimit_bump(tally_store *store, const char *key, int64_t tokens,
+		     int64_t requests, tally_ratelimit_view *view);
+
+/* TALLY_LIMITED if any counter with a max has usage >= max (a due counter
+ * counts as rolled). limited (may be NULL) receives the mask of blocking
+ * counters. Reads only. */
+TALLY_API TALLY_NODISCARD int
+tally_ratelimit_check(tally_store *store, const char *key, unsigned *limited,
+		      tally_ratelimit_view *view);
+
+/* Take tokens and requests only if both fit (usage + amount <= max for each
+ * counter that has a max); otherwise nothing and TALLY_LIMITED, with the mask
+ * of counters that did not fit in *limited (may be NULL). */
+TALLY_API TALLY_NODISCARD int
+tally_ratelimit_try_consume(tally_store *store, const char *key,
+			    int64_t tokens, int64_t requests, unsigned *limited,
+			    tally_ratelimit_view *view);
+
+/* Only reset counters whose window is due at the time of the reset. */
+#define TALLY_RESET_DUE_ONLY 0x100u
+
+/*
+ * Operator reset of the counters in `counters` (a mask of TALLY_COUNTER_TOKENS
+ * and TALLY_COUNTER_REQUESTS, optionally with TALLY_RESET_DUE_ONLY), only if
+ * the record still holds version observed_version. Each reset counter gets
+ * usage 0 and the window of now; the others keep everything. *reset (may be
+ * NULL) receives the mask of counters that were reset (0 if none was due:
+ * then nothing changes and the version stays). Returns TALLY_OK,
+ * TALLY_CONFLICT, TALLY_ENOENT, TALLY_EINVAL (empty or unknown mask),
+ * TALLY_EKEY or TALLY_ENOMEM.
+ */
+TALLY_API TALLY_NODISCARD int
+tally_ratelimit_reset(tally_store *store, const char *key,
+		      uint64_t observed_version, unsigned counters,
+		      unsigned *reset, tally_ratelimit_view *view);
+
+/* As tally_budget_remove. */
+TALLY_API int tally_ratelimit_remove(tally_store *store, const char *key,
+				     tally_ratelimit_view *view);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TALLY_H */

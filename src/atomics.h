@@ -1,0 +1,163 @@
+/*
+ * The only place in tally that touches atomics.
+ *
+ * Normal builds use Concurrency Kit's ck_pr primitives (inline assembly on
+ * x86-64). ThreadSanitizer cannot see inline assembly, so a TSan build
+ * (TALLY_TSAN) maps every primitive to the compiler's __atomic builtins with
+ * the ordering on the operation, and exposes annotations for the
+ * happens-before edges TSan cannot infer: epoch grace periods (section end ->
+ * reclamation callback) and ck_hs publication (insert -> lookup). In normal
+ * builds the annotations compile to nothing.
+ *
+ * Orderings, stated once:
+ *   - tally__snap_load: acquire (a snapshot's fields are read after the load
+ *     of its pointer; on x86-64 a plain load).
+ *   - tally__snap_cas / tally__snap_fas: full barrier (lock cmpxchg/xchg);
+ *     the successor's fields are initialized before, ordered by a store
+ *     fence, so whoever loads the new pointer sees a complete snapshot.
+ *   - tally__stat_*: relaxed; statistics only, owner-written.
+ */
+#ifndef TALLY_ATOMICS_H
+#define TALLY_ATOMICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ck_pr.h>
+
+#if defined(TALLY_TSAN)
+#include <sanitizer/tsan_interface.h>
+
+static inline void *
+tally__snap_load(void *const *p)
+{
+	return __atomic_load_n((void **)p, __ATOMIC_ACQUIRE);
+}
+
+static inline bool
+tally__snap_cas(void **p, void *old, void *next)
+{
+	return __atomic_compare_exchange_n(p, &old, next, false,
+					   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static inline void *
+tally__snap_fas(void **p, void *next)
+{
+	return __atomic_exchange_n(p, next, __ATOMIC_ACQ_REL);
+}
+
+static inline uint64_t
+tally__stat_load(const uint64_t *p)
+{
+	return __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED);
+}
+
+static inline void
+tally__stat_add(uint64_t *p, uint64_t v)
+{
+	/* Owner-written only: a load and a store, not an RMW. */
+	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v,
+			 __ATOMIC_RELAXED);
+}
+
+static inline void
+tally__stat_max(uint64_t *p, uint64_t v)
+{
+	if (v > __atomic_load_n(p, __ATOMIC_RELAXED))
+		__atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+static inline void
+tally__fence_store(void)
+{
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static inline unsigned
+tally__load_uint(const unsigned *p)
+{
+	return __atomic_load_n((unsigned *)p, __ATOMIC_ACQUIRE);
+}
+
+static inline void
+tally__store_uint(unsigned *p, unsigned v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+#define tally__tsan_release(addr) __tsan_release((void *)(addr))
+#define tally__tsan_acquire(addr) __tsan_acquire((void *)(addr))
+
+#else /* !TALLY_TSAN */
+
+static inline void *
+tally__snap_load(void *const *p)
+{
+	void *v = ck_pr_load_ptr(p);
+
+	ck_pr_fence_load_depends();
+	return v;
+}
+
+static inline bool
+tally__snap_cas(void **p, void *old, void *next)
+{
+	ck_pr_fence_store();
+	return ck_pr_cas_ptr(p, old, next);
+}
+
+static inline void *
+tally__snap_fas(void **p, void *next)
+{
+	ck_pr_fence_store();
+	return ck_pr_fas_ptr(p, next);
+}
+
+static inline uint64_t
+tally__stat_load(const uint64_t *p)
+{
+	return ck_pr_load_64(p);
+}
+
+static inline void
+tally__stat_add(uint64_t *p, uint64_t v)
+{
+	ck_pr_store_64(p, ck_pr_load_64(p) + v);
+}
+
+static inline void
+tally__stat_max(uint64_t *p, uint64_t v)
+{
+	if (v > ck_pr_load_64(p))
+		ck_pr_store_64(p, v);
+}
+
+static inline void
+tally__fence_store(void)
+{
+	ck_pr_fence_store();
+}
+
+static inline unsigned
+tally__load_uint(const unsigned *p)
+{
+	unsigned v = ck_pr_load_uint(p);
+
+	ck_pr_fence_load();
+	return v;
+}
+
+static inline void
+tally__store_uint(unsigned *p, unsigned v)
+{
+	ck_pr_fence_store();
+	ck_pr_store_uint(p, v);
+}
+
+#define tally__tsan_release(addr) ((void)(addr))
+#define tally__tsan_acquire(addr) ((void)(addr))
+
+#endif /* TALLY_TSAN */
+
+#endif /* TALLY_ATOMICS_H */

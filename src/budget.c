@@ -1,0 +1,297 @@
+/*
+ * Budgets: the pure transitions of a budget snapshot, and the public calls.
+ *
+ * A transition copies the old snapshot into the successor, rolls the window
+ * if it is due, applies the operation and says whether the successor must
+ * be installed. It touches nothing else, so every rule of ARCHITECTURE.md
+ * section 3 is testable here without threads.
+ *
+ * Window invariant: window_end is the smallest lattice boundary strictly
+ * after window_start. Then "due" (window_start(now) > window_start) is
+ * exactly now >= window_end, one comparison on the hot path; the calendar
+ * math runs only when a window actually rolls or the config changes. Time
+ * going backwards gives now < window_end: nothing rolls, nothing moves back.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static void
+lattice_of(const struct tally__budget_snap *s, tally__lattice *l)
+{
+	l->count = s->period_count;
+	l->unit = s->period_unit;
+	l->offset_min = s->offset_min;
+	l->aligned = s->aligned != 0;
+	l->anchor = s->anchor;
+}
+
+/* Rolls s if due at now; appends a note when rolls != NULL. */
+static bool
+roll_if_due(struct tally__budget_snap *s, int64_t now,
+	    struct tally__rolls *rolls)
+{
+	tally__lattice l;
+	int64_t start, end;
+
+	if (now < s->window_end)
+		return false;
+	lattice_of(s, &l);
+	tally__window(&l, now, &start, &end);
+	if (start <= s->window_start)
+		return false; /* only under saturation; never moves back */
+	if (rolls != NULL) {
+		struct tally__roll_note *n = &rolls->note[rolls->n++];
+
+		n->counter = TALLY_COUNTER_BUDGET;
+		n->usage_before = s->usage;
+		n->old_window_start = s->window_start;
+		n->new_window_start = start;
+	}
+	s->usage = 0;
+	s->window_start = start;
+	s->window_end = end;
+	return true;
+}
+
+static void
+apply_config(struct tally__budget_snap *s, const tally_budget_config *cfg)
+{
+	s->max_limit = cfg->max_limit;
+	s->period_count = cfg->period.count;
+	s->period_unit = (uint8_t)cfg->period.unit;
+	s->offset_min = (int16_t)cfg->utc_offset_minutes;
+	s->aligned = cfg->calendar_aligned ? 1 : 0;
+	if (cfg->anchor != TALLY_ANCHOR_DEFAULT)
+		s->anchor = cfg->anchor;
+}
+
+int
+tally__budget_validate(const tally_budget_config *cfg)
+{
+	int rc;
+
+	if (cfg->max_limit < 0)
+		return TALLY_EINVAL;
+	if (cfg->utc_offset_minutes < -TALLY_UTC_OFFSET_MAX ||
+	    cfg->utc_offset_minutes > TALLY_UTC_OFFSET_MAX)
+		return TALLY_EINVAL;
+	rc = tally__period_validate(&cfg->period, true);
+	return rc;
+}
+
+void
+tally__budget_init(struct tally__budget_snap *s,
+		   const tally_budget_config *cfg, int64_t now)
+{
+	tally__lattice l;
+
+	memset(s, 0, sizeof *s);
+	s->anchor = now;
+	apply_config(s, cfg);
+	lattice_of(s, &l);
+	tally__window(&l, now, &s->window_start, &s->window_end);
+}
+
+int
+tally__budget_step(const struct tally__budget_snap *old,
+		   struct tally__budget_snap *next, struct tally__args *a,
+		   struct tally__rolls *rolls, bool *install)
+{
+	tally__lattice l;
+	int64_t start, end, amount = a->amount[0];
+	bool rolled;
+
+	*next = *old;
+	*install = false;
+	switch (a->op) {
+	case TALLY__OP_GET:
+		return TALLY_OK;
+
+	case TALLY__OP_CHECK:
+		(void)roll_if_due(next, a->now, NULL);
+		return next->usage >= next->max_limit ? TALLY_LIMITED
+						      : TALLY_OK;
+
+	case TALLY__OP_BUMP:
+		rolled = roll_if_due(next, a->now, rolls);
+		if (amount > INT64_MAX - next->usage) {
+			rolls->n = 0;
+			return TALLY_EOVERFLOW;
+		}
+		next->usage += amount;
+		*install = rolled || amount != 0;
+		return TALLY_OK;
+
+	case TALLY__OP_TRY:
+		rolled = roll_if_due(next, a->now, rolls);
+		if (amount > next->max_limit - next->usage) {
+			/* Nothing taken, nothing changed: not even the roll. */
+			rolls->n = 0;
+			return TALLY_LIMITED;
+		}
+		next->usage += amount;
+		*install = rolled || amount != 0;
+		return TALLY_OK;
+
+	case TALLY__OP_RESET:
+		if (old->version != a->observed_version)
+			return TALLY_CONFLICT;
+		lattice_of(next, &l);
+		tally__window(&l, a->now, &start, &end);
+		if (start < next->window_start) {
+			/* The clock went back: keep the window. */
+			start = next->window_start;
+			end = next->window_end;
+		}
+		{
+			struct tally__roll_note *n = &rolls->note[rolls->n++];
+
+			n->counter = TALLY_COUNTER_BUDGET;
+			n->usage_before = next->usage;
+			n->old_window_start = next->window_start;
+			n->new_window_start = start;
+		}
+		next->usage = 0;
+		next->window_start = start;
+		next->window_end = end;
+		*install = true;
+		return TALLY_OK;
+
+	case TALLY__OP_ROLL:
+		*install = roll_if_due(next, a->now, rolls);
+		return TALLY_OK;
+
+	case TALLY__OP_UPSERT:
+		apply_config(next, a->config);
+		/* Keep usage and window_start; re-derive the end under the
+		 * new lattice so the invariant holds. */
+		lattice_of(next, &l);
+		tally__window(&l, next->window_start, &start, &end);
+		next->window_end = end;
+		*install = true;
+		return TALLY_OK;
+	}
+	return TALLY_EINVAL;
+}
+
+void
+tally__budget_view(const struct tally__budget_snap *s, tally_budget_view *v)
+{
+	v->config.max_limit = s->max_limit;
+	v->config.period.count = s->period_count;
+	v->config.period.unit = s->period_unit;
+	v->config.anchor = s->anchor;
+	v->config.utc_offset_minutes = s->offset_min;
+	v->config.calendar_aligned = s->aligned != 0;
+	v->usage = s->usage;
+	v->window_start = s->window_start;
+	v->window_end = s->window_end;
+	v->version = s->version;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public calls                                                             */
+/* ------------------------------------------------------------------------ */
+
+static inline void
+op_init(struct tally__op *op, tally_store *store, const char *key,
+	enum tally__op_code code, void *view)
+{
+	memset(op, 0, sizeof *op);
+	op->store = store;
+	op->key = key;
+	op->kind = TALLY_KIND_BUDGET;
+	op->args.op = code;
+	op->view = view;
+}
+
+TALLY_API int
+tally_budget_upsert(tally_store *store, const char *key,
+		    const tally_budget_config *config, tally_budget_view *view)
+{
+	struct tally__op op;
+	int rc;
+
+	if (store == NULL || config == NULL)
+		return TALLY_EINVAL;
+	if ((rc = tally__budget_validate(config)) != TALLY_OK)
+		return rc;
+	op_init(&op, store, key, TALLY__OP_UPSERT, view);
+	op.args.config = config;
+	return tally__upsert(&op);
+}
+
+TALLY_API int
+tally_budget_get(tally_store *store, const char *key, tally_budget_view *view)
+{
+	struct tally__op op;
+
+	if (store == NULL || view == NULL)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_GET, view);
+	return tally__read(&op);
+}
+
+TALLY_API int
+tally_budget_bump(tally_store *store, const char *key, int64_t amount,
+		  tally_budget_view *view)
+{
+	struct tally__op op;
+
+	if (store == NULL || amount < 0)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_BUMP, view);
+	op.args.amount[0] = amount;
+	return tally__write(&op);
+}
+
+TALLY_API int
+tally_budget_check(tally_store *store, const char *key,
+		   tally_budget_view *view)
+{
+	struct tally__op op;
+
+	if (store == NULL)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_CHECK, view);
+	return tally__read(&op);
+}
+
+TALLY_API int
+tally_budget_try_consume(tally_store *store, const char *key, int64_t amount,
+			 tally_budget_view *view)
+{
+	struct tally__op op;
+
+	if (store == NULL || amount < 0)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_TRY, view);
+	op.args.amount[0] = amount;
+	return tally__write(&op);
+}
+
+TALLY_API int
+tally_budget_reset(tally_store *store, const char *key,
+		   uint64_t observed_version, tally_budget_view *view)
+{
+	struct tally__op op;
+
+	if (store == NULL)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_RESET, view);
+	op.args.observed_version = observed_version;
+	return tally__write(&op);
+}
+
+TALLY_API int
+tally_budget_remove(tally_store *store, const char *key,
+		    tally_budget_view *view)
+{
+	struct tally__op op;
+
+	if (store == NULL)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_GET, view);
+	return tally__remove(&op);
+}

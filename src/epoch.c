@@ -1,0 +1,351 @@
+/*
+ * Thread records and safe memory reclamation.
+ *
+ * Invariant. An object that was reachable from the store (a snapshot, a
+ * record, an old map) is freed only after every thread that could have
+ * loaded a pointer to it has left the epoch section in which it did so.
+ * Readers load snapshot pointers only inside a section (engine.c); writers
+ * unlink an object by CAS inside a section and retire it afterwards, still
+ * inside or later; ck_epoch then withholds the retired object until a grace
+ * period has passed. Because a snapshot cannot be freed, let alone reused,
+ * while a thread that loaded it is still inside its section, a plain pointer
+ * CAS cannot suffer ABA: the pointer it compares against cannot have been
+ * recycled under it.
+ *
+ * Batches. ck_epoch_call needs an intrusive entry per object. Snapshots are
+ * the hottest allocation of the library and would grow by a quarter, so
+ * retired objects are instead listed by pointer in a per-thread batch of
+ * TALLY__BATCH_CAP entries, and the batch is handed to ck_epoch as a whole
+ * when it is full. Deferring the hand-off is safe: the epoch read by
+ * ck_epoch_call is at least the epoch at which each object was unlinked.
+ * Retiring never allocates: tally__reserve() is called before an operation
+ * changes anything and makes sure a spare batch is ready, so an allocation
+ * failure is an ENOMEM that changed nothing.
+ *
+ * Polling. A thread polls (ck_epoch_poll_deferred) when it has submitted a
+ * batch, outside any section; freed snapshots go to a small per-thread
+ * cache that the next writes reuse. Above a high-water mark of pending
+ * objects a thread yields and polls again a bounded number of times: a
+ * barrier that cannot deadlock when another thread stalls inside a section
+ * (then pending memory grows, visible in tally_store_stats, and nothing
+ * blocks).
+ *
+ * Lifetime. A thread is registered lazily with each store it touches; its
+ * record lives on the heap (from the store's allocator) and stays registered
+ * with ck_epoch until the store is destroyed. When the thread exits, a
+ * pthread key destructor submits its partial batch, polls once and parks the
+ * record on the store's idle list, still registered and with whatever
+ * garbage it still holds; the next new thread adopts it (and its garbage).
+ * A record is never unregistered while it holds callbacks, because
+ * ck_epoch_unregister would drop them.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <sched.h>
+#include <stdalign.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define TALLY__PENDING_HIGH (16u * TALLY__BATCH_CAP)
+#define TALLY__BARRIER_SPINS 64
+
+#define batch_of(e) ((struct tally__batch *)(void *)(e))
+
+static ck_epoch_entry_t *
+entry_of(ck_stack_entry_t *se)
+{
+	return (ck_epoch_entry_t *)(void *)((char *)se -
+					    offsetof(ck_epoch_entry_t,
+						     stack_entry));
+}
+
+static void
+free_object(tally_store *s, struct tally__thread *t,
+	    const struct tally__retired *it)
+{
+	enum tally__obj_type type = (enum tally__obj_type)(it->size_and_type &
+							   3u);
+	size_t size = it->size_and_type >> 2;
+
+	if (t != NULL && type <= TALLY__OBJ_RL_SNAP) {
+		tally__snap_free(t, it->ptr, type);
+		return;
+	}
+	tally__free(s, it->ptr, size);
+}
+
+/* Frees every object of a batch whose grace period has passed. */
+static void
+batch_drain(tally_store *s, struct tally__thread *t, struct tally__batch *b)
+{
+	/* Every section that could have seen these objects has ended. */
+	tally__tsan_acquire(&s->tsan_grace);
+	for (unsigned i = 0; i < b->n; i++)
+		free_object(s, t, &b->item[i]);
+	if (t != NULL)
+		tally__stat_add(&t->st.freed, b->n);
+	b->n = 0;
+}
+
+/* ck_epoch callback: used only by ck_epoch_reclaim at destroy. */
+static void
+batch_reclaim_cb(ck_epoch_entry_t *e)
+{
+	struct tally__batch *b = batch_of(e);
+	tally_store *s = b->store;
+
+	batch_drain(s, NULL, b);
+	tally__free(s, b, sizeof *b);
+}
+
+static struct tally__batch *
+batch_new(tally_store *s)
+{
+	struct tally__batch *b = tally__malloc(s, sizeof *b);
+
+	if (b != NULL) {
+		b->store = s;
+		b->n = 0;
+	}
+	return b;
+}
+
+static void
+poll_once(struct tally__thread *t)
+{
+	ck_stack_t deferred = CK_STACK_INITIALIZER;
+	ck_stack_entry_t *cursor, *next;
+
+	ck_epoch_poll_deferred(&t->epoch, &deferred);
+	for (cursor = CK_STACK_FIRST(&deferred); cursor != NULL;
+	     cursor = next) {
+		struct tally__batch *b =
+			batch_of(entry_of(cursor));
+
+		next = CK_STACK_NEXT(cursor);
+		batch_drain(t->store, t, b);
+		if (t->spare == NULL)
+			t->spare = b;
+		else
+			tally__free(t->store, b, sizeof *b);
+	}
+}
+
+static uint64_t
+pending_of(const struct tally__thread *t)
+{
+	return t->st.retired - t->st.freed;
+}
+
+static void
+submit(struct tally__thread *t)
+{
+	struct tally__batch *b = t->batch;
+
+	if (b == NULL || b->n == 0)
+		return;
+	ck_epoch_call(&t->epoch, &b->entry, batch_reclaim_cb);
+	t->batch = t->spare;
+	t->spare = NULL;
+	t->need_poll = true;
+}
+
+int
+tally__reserve(struct tally__thread *t, unsigned slots)
+{
+	TALLY_ASSERT(slots <= TALLY__BATCH_CAP);
+	if (t->batch == NULL) {
+		if (t->spare != NULL) {
+			t->batch = t->spare;
+			t->spare = NULL;
+		} else if ((t->batch = batch_new(t->store)) == NULL) {
+			return TALLY_ENOMEM;
+		}
+	}
+	if (t->batch->n + slots > TALLY__BATCH_CAP && t->spare == NULL &&
+	    (t->spare = batch_new(t->store)) == NULL)
+		return TALLY_ENOMEM;
+	return TALLY_OK;
+}
+
+void
+tally__retire(struct tally__thread *t, void *ptr, size_t size,
+	      enum tally__obj_type type)
+{
+	struct tally__batch *b = t->batch;
+
+	TALLY_ASSERT(b != NULL);
+	if (b->n == TALLY__BATCH_CAP) {
+		submit(t);
+		b = t->batch;
+		/* tally__reserve() guaranteed the spare. */
+		TALLY_ASSERT(b != NULL && b->n == 0);
+	}
+	b->item[b->n].ptr = ptr;
+	b->item[b->n].size_and_type = size << 2 | (size_t)type;
+	b->n++;
+	tally__stat_add(&t->st.retired, 1);
+	tally__stat_max(&t->st.peak_pending, pending_of(t));
+}
+
+void
+tally__maintain(struct tally__thread *t)
+{
+	unsigned spins;
+
+	if (!t->need_poll || t->epoch.active != 0)
+		return;
+	poll_once(t);
+	for (spins = 0; pending_of(t) > TALLY__PENDING_HIGH &&
+			spins < TALLY__BARRIER_SPINS;
+	     spins++) {
+		sched_yield();
+		poll_once(t);
+	}
+	/* Still waiting if anything beyond the filling batch is pending. */
+	t->need_poll = pending_of(t) > (t->batch != NULL ? t->batch->n : 0);
+}
+
+void *
+tally__snap_alloc(struct tally__thread *t, enum tally__obj_type type)
+{
+	void *p = t->cache[type];
+
+	if (p != NULL) {
+		memcpy(&t->cache[type], p, sizeof(void *));
+		t->cache_n[type]--;
+		return p;
+	}
+	return tally__malloc(t->store, tally__snap_size(type));
+}
+
+void
+tally__snap_free(struct tally__thread *t, void *p, enum tally__obj_type type)
+{
+	if (t->cache_n[type] < TALLY__SNAP_CACHE_MAX) {
+		memcpy(p, &t->cache[type], sizeof(void *));
+		t->cache[type] = p;
+		t->cache_n[type]++;
+		return;
+	}
+	tally__free(t->store, p, tally__snap_size(type));
+}
+
+static void
+cache_clear(struct tally__thread *t)
+{
+	for (int type = 0; type < 2; type++) {
+		void *p = t->cache[type];
+
+		while (p != NULL) {
+			void *next;
+
+			memcpy(&next, p, sizeof next);
+			tally__free(t->store, p,
+				    tally__snap_size((enum tally__obj_type)type));
+			p = next;
+		}
+		t->cache[type] = NULL;
+		t->cache_n[type] = 0;
+	}
+}
+
+static int
+thread_register(tally_store *s, struct tally__thread **out)
+{
+	struct tally__thread *t;
+
+	pthread_mutex_lock(&s->reg_lock);
+	t = s->idle;
+	if (t != NULL)
+		s->idle = t->idle_next;
+	pthread_mutex_unlock(&s->reg_lock);
+
+	if (t == NULL) {
+		size_t align = alignof(struct tally__thread);
+		size_t size = sizeof *t + align - 1;
+		void *raw = tally__malloc(s, size);
+
+		if (raw == NULL)
+			return TALLY_ENOMEM;
+		t = (struct tally__thread *)(((uintptr_t)raw + align - 1) &
+					     ~(uintptr_t)(align - 1));
+		memset(t, 0, sizeof *t);
+		t->raw = raw;
+		t->store = s;
+		ck_epoch_register(&s->epoch, &t->epoch, t);
+		pthread_mutex_lock(&s->reg_lock);
+		t->all_next = s->all;
+		s->all = t;
+		s->threads_total++;
+		pthread_mutex_unlock(&s->reg_lock);
+	}
+	t->idle_next = NULL;
+	if (pthread_setspecific(s->tkey, t) != 0) {
+		pthread_mutex_lock(&s->reg_lock);
+		t->idle_next = s->idle;
+		s->idle = t;
+		pthread_mutex_unlock(&s->reg_lock);
+		return TALLY_ENOMEM;
+	}
+	tally__store_uint(&t->in_use, 1);
+	*out = t;
+	return TALLY_OK;
+}
+
+int
+tally__thread_get(tally_store *s, struct tally__thread **out)
+{
+	struct tally__thread *t = pthread_getspecific(s->tkey);
+
+	if (t != NULL) {
+		*out = t;
+		return TALLY_OK;
+	}
+	return thread_register(s, out);
+}
+
+/* pthread key destructor: the thread is exiting. */
+void
+tally__thread_exit(void *arg)
+{
+	struct tally__thread *t = arg;
+	tally_store *s = t->store;
+
+	submit(t);
+	if (t->need_poll)
+		poll_once(t);
+	t->need_poll = pending_of(t) > (t->batch != NULL ? t->batch->n : 0);
+	tally__store_uint(&t->in_use, 0);
+	pthread_mutex_lock(&s->reg_lock);
+	t->idle_next = s->idle;
+	s->idle = t;
+	pthread_mutex_unlock(&s->reg_lock);
+}
+
+/*
+ * Destroy: no thread is inside any call on this store (the caller's
+ * contract), so every pending object is unreachable and is freed at once.
+ */
+void
+tally__threads_destroy(tally_store *s)
+{
+	struct tally__thread *t = s->all, *next;
+
+	for (; t != NULL; t = next) {
+		next = t->all_next;
+		ck_epoch_reclaim(&t->epoch);
+		if (t->batch != NULL) {
+			batch_drain(s, NULL, t->batch);
+			tally__free(s, t->batch, sizeof *t->batch);
+		}
+		if (t->spare != NULL)
+			tally__free(s, t->spare, sizeof *t->spare);
+		cache_clear(t);
+		tally__free(s, t->raw,
+			    sizeof *t + alignof(struct tally__thread) - 1);
+	}
+	s->all = NULL;
+	s->idle = NULL;
+}

@@ -1,0 +1,320 @@
+/*
+ * Internal declarations shared by the library's source files. Nothing here
+ * is part of the public API; symbols are tally__* and hidden.
+ */
+#ifndef TALLY_INTERNAL_H
+#define TALLY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ck_epoch.h>
+#include <ck_hs.h>
+#include <ck_malloc.h>
+
+#include "atomics.h"
+#include "period.h"
+#include "tally.h"
+
+#if defined(NDEBUG)
+#define TALLY_ASSERT(x) ((void)0)
+#else
+#include <assert.h>
+#define TALLY_ASSERT(x) assert(x)
+#endif
+
+#define TALLY_KEY_MAX 255
+
+/* ------------------------------------------------------------------------ */
+/* Snapshots: immutable once published.                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A snapshot carries no reclamation header: retired objects are listed by
+ * pointer in per-thread batches (epoch.c), which keeps a budget snapshot at
+ * 64 bytes.
+ */
+struct tally__budget_snap {
+	uint64_t version;
+	int64_t usage;
+	int64_t window_start;
+	int64_t window_end; /* smallest boundary > window_start */
+	int64_t max_limit;
+	int64_t period_count;
+	int64_t anchor;
+	int16_t offset_min;
+	uint8_t period_unit;
+	uint8_t aligned;
+};
+
+struct tally__counter {
+	int64_t usage;
+	int64_t window_start;
+	int64_t window_end;
+	int64_t max;
+	int64_t period_count;
+	uint8_t period_unit;
+	uint8_t has_max;
+};
+
+struct tally__rl_snap {
+	uint64_t version;
+	struct tally__counter c[2]; /* [0] tokens, [1] requests */
+	int64_t anchor;
+	int16_t offset_min;
+	uint8_t aligned;
+};
+
+/* The largest snapshot; read paths copy into a stack buffer this big. */
+union tally__any_snap {
+	struct tally__budget_snap b;
+	struct tally__rl_snap r;
+};
+
+/* A roll computed by a transition, reported after its CAS succeeds. */
+struct tally__roll_note {
+	unsigned counter;
+	int64_t usage_before;
+	int64_t old_window_start;
+	int64_t new_window_start;
+};
+
+struct tally__rolls {
+	unsigned n;
+	struct tally__roll_note note[2];
+};
+
+/* ------------------------------------------------------------------------ */
+/* Pure transitions (budget.c, ratelimit.c). Each reads old, writes next     */
+/* (a different buffer), returns a result code, and sets *install when next  */
+/* must be installed by CAS. No side effects: unit-tested without threads.  */
+/* ------------------------------------------------------------------------ */
+
+enum tally__op_code {
+	TALLY__OP_GET = 1,
+	TALLY__OP_CHECK,
+	TALLY__OP_BUMP,
+	TALLY__OP_TRY,
+	TALLY__OP_RESET,
+	TALLY__OP_ROLL, /* sweep: roll what is due, nothing else */
+	TALLY__OP_UPSERT
+};
+
+struct tally__args {
+	enum tally__op_code op;
+	int64_t now;
+	int64_t amount[2];         /* budget: [0]; rate limit: tokens, requests */
+	uint64_t observed_version; /* reset */
+	unsigned counters;         /* reset mask (rate limit) */
+	unsigned out_mask;         /* limited / reset mask (rate limit) */
+	const void *config;        /* upsert: validated public config */
+};
+
+int tally__budget_step(const struct tally__budget_snap *old,
+		       struct tally__budget_snap *next,
+		       struct tally__args *args, struct tally__rolls *rolls,
+		       bool *install);
+void tally__budget_init(struct tally__budget_snap *s,
+			const tally_budget_config *cfg, int64_t now);
+int tally__budget_validate(const tally_budget_config *cfg);
+void tally__budget_view(const struct tally__budget_snap *s,
+			tally_budget_view *view);
+
+int tally__rl_step(const struct tally__rl_snap *old,
+		   struct tally__rl_snap *next, struct tally__args *args,
+		   struct tally__rolls *rolls, bool *install);
+void tally__rl_init(struct tally__rl_snap *s,
+		    const tally_ratelimit_config *cfg, int64_t now);
+int tally__rl_validate(const tally_ratelimit_config *cfg);
+void tally__rl_view(const struct tally__rl_snap *s, tally_ratelimit_view *view);
+
+/* ------------------------------------------------------------------------ */
+/* Records and the map                                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A record never changes after it is published, except its snapshot pointer.
+ * `snap` comes first: the map's compare callback tells a lookup probe from a
+ * record by the first pointer-sized field (see store.c).
+ */
+struct tally__record {
+	void *snap; /* atomic; &store->tombstone once removed */
+	unsigned long hash;
+	uint8_t kind;
+	uint8_t key_len;
+	char key[]; /* key_len bytes and a NUL */
+};
+
+struct tally__probe {
+	const void *tag; /* &tally__probe_tag */
+	unsigned long hash;
+	const char *key;
+	uint8_t kind;
+	uint8_t key_len;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Per-thread state (epoch.c)                                               */
+/* ------------------------------------------------------------------------ */
+
+enum tally__obj_type {
+	TALLY__OBJ_BUDGET_SNAP = 0,
+	TALLY__OBJ_RL_SNAP = 1,
+	TALLY__OBJ_RECORD = 2,
+	TALLY__OBJ_MAP = 3
+};
+
+#define TALLY__BATCH_CAP 64
+#define TALLY__SNAP_CACHE_MAX 64
+
+struct tally__retired {
+	void *ptr;
+	size_t size_and_type; /* size << 2 | type */
+};
+
+struct tally__batch {
+	ck_epoch_entry_t entry;
+	tally_store *store;
+	unsigned n;
+	struct tally__retired item[TALLY__BATCH_CAP];
+};
+
+struct tally__tstats {
+	uint64_t writes;
+	uint64_t cas_retries;
+	uint64_t rolls;
+	uint64_t retired;
+	uint64_t freed;
+	uint64_t peak_pending;
+};
+
+struct tally__thread {
+	ck_epoch_record_t epoch; /* cache-line aligned; owner only */
+	tally_store *store;
+	void *raw;                     /* allocation that holds this struct */
+	struct tally__thread *all_next; /* every record of the store */
+	struct tally__thread *idle_next;
+	struct tally__batch *batch; /* filling */
+	struct tally__batch *spare; /* ready, so retire never allocates */
+	void *cache[2];             /* recycled snapshots, by obj type */
+	unsigned cache_n[2];
+	unsigned in_use; /* atomic: held by a live thread */
+	bool need_poll;  /* a submitted batch awaits its grace period */
+	struct tally__tstats st;
+};
+
+/* ------------------------------------------------------------------------ */
+/* The store                                                                */
+/* ------------------------------------------------------------------------ */
+
+struct tally_store {
+	ck_hs_t hs;
+	struct ck_malloc hs_malloc;
+	ck_epoch_t epoch;
+	pthread_mutex_t write_lock; /* map writers: insert, remove, grow */
+	pthread_mutex_t reg_lock;   /* thread records: all and idle lists */
+	pthread_key_t tkey;
+	unsigned map_gen; /* atomic; bumped when the map is replaced */
+	tally_clock_fn *clock;
+	void *clock_ctx;
+	tally_allocator alloc;
+	tally_roll_fn *on_roll;
+	void *on_roll_ctx;
+	uint64_t seed;
+	uint64_t next_generation; /* under write_lock: version base */
+	struct tally__thread *all; /* under reg_lock */
+	struct tally__thread *idle;
+	uint64_t threads_total;
+	unsigned long hs_capacity; /* under write_lock: slots of the live map */
+	unsigned long hs_overhead; /* bytes of a map allocation beyond slots */
+	unsigned long hs_last_cap; /* slots of the newest map allocation */
+	char tombstone;  /* its address marks a removed record */
+	char tsan_grace; /* its address is the TSan grace-period sync object */
+	bool map_ready;
+};
+
+/* Allocator (store.c) */
+void *tally__malloc(tally_store *s, size_t size);
+void tally__free(tally_store *s, void *p, size_t size);
+
+/* Hash (hash.c) */
+uint64_t tally__hash(const void *key, size_t len, uint64_t seed);
+
+/* Keys (store.c): validates and measures; TALLY_OK or TALLY_EKEY/EINVAL. */
+int tally__key_check(const char *key, size_t *len);
+
+/* Map (store.c). Lookups must run inside an epoch section. */
+void tally__probe_init(const tally_store *s, struct tally__probe *p,
+		       const char *key, size_t len, unsigned kind);
+struct tally__record *tally__lookup(tally_store *s,
+				    const struct tally__probe *p);
+/* Structural writes; write_lock held, inside a section, after
+ * tally__reserve(t, 3). */
+int tally__map_insert(tally_store *s, struct tally__thread *t,
+		      struct tally__record *r);
+void tally__map_remove(tally_store *s, struct tally__thread *t,
+		       struct tally__record *r);
+
+/* Thread records and reclamation (epoch.c) */
+int tally__thread_get(tally_store *s, struct tally__thread **out);
+void tally__thread_exit(void *arg);
+int tally__reserve(struct tally__thread *t, unsigned slots);
+void tally__retire(struct tally__thread *t, void *ptr, size_t size,
+		   enum tally__obj_type type);
+void *tally__snap_alloc(struct tally__thread *t, enum tally__obj_type type);
+void tally__snap_free(struct tally__thread *t, void *p,
+		      enum tally__obj_type type);
+void tally__maintain(struct tally__thread *t);
+void tally__threads_destroy(tally_store *s);
+
+static inline void
+tally__section_begin(struct tally__thread *t)
+{
+	ck_epoch_begin(&t->epoch, NULL);
+}
+
+static inline void
+tally__section_end(struct tally__thread *t)
+{
+	/* Everything read in the section happens before any reclamation
+	 * that waited for this section to end. */
+	tally__tsan_release(&t->store->tsan_grace);
+	ck_epoch_end(&t->epoch, NULL);
+}
+
+static inline size_t
+tally__snap_size(enum tally__obj_type type)
+{
+	return type == TALLY__OBJ_BUDGET_SNAP ? sizeof(struct tally__budget_snap)
+					      : sizeof(struct tally__rl_snap);
+}
+
+/* Engine (engine.c): the one CAS loop, and the read path. */
+struct tally__op {
+	tally_store *store;
+	const char *key;
+	unsigned kind; /* tally_kind */
+	struct tally__args args;
+	void *view; /* tally_budget_view / tally_ratelimit_view or NULL */
+};
+
+int tally__cas_loop(tally_store *s, struct tally__thread *t,
+		    struct tally__record **rp, const struct tally__probe *probe,
+		    unsigned kind, struct tally__args *args, void *next,
+		    struct tally__rolls *rolls, bool *installed,
+		    uint64_t *version);
+int tally__write(struct tally__op *op);
+int tally__read(struct tally__op *op);
+int tally__upsert(struct tally__op *op);
+int tally__remove(struct tally__op *op);
+int64_t tally__now(tally_store *s);
+
+/* Reports a roll to the listener and to an extra callback (sweep). */
+void tally__report(tally_store *s, const char *key, size_t key_len,
+		   unsigned kind, tally_roll_cause cause,
+		   const struct tally__rolls *rolls, uint64_t version,
+		   tally_roll_fn *extra, void *extra_ctx);
+
+#endif /* TALLY_INTERNAL_H */

@@ -1,0 +1,396 @@
+/*
+ * Rate limits: two independent counters (tokens, requests) in one snapshot.
+ * Each counter has its own optional max, period, usage and window; they
+ * share the anchor, the UTC offset and calendar alignment. A write changes
+ * both counters in one CAS, so "both or neither" (try_consume) and "one
+ * bump adds tokens and requests together" hold by construction. The window
+ * invariant of budget.c holds per counter.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static const unsigned counter_bit[2] = {TALLY_COUNTER_TOKENS,
+					TALLY_COUNTER_REQUESTS};
+
+static void
+lattice_of(const struct tally__rl_snap *s, const struct tally__counter *c,
+	   tally__lattice *l)
+{
+	l->count = c->period_count;
+	l->unit = c->period_unit;
+	l->offset_min = s->offset_min;
+	l->aligned = s->aligned != 0;
+	l->anchor = s->anchor;
+}
+
+static void
+note(struct tally__rolls *rolls, unsigned i, const struct tally__counter *c,
+     int64_t new_start)
+{
+	struct tally__roll_note *n;
+
+	if (rolls == NULL)
+		return;
+	n = &rolls->note[rolls->n++];
+	n->counter = counter_bit[i];
+	n->usage_before = c->usage;
+	n->old_window_start = c->window_start;
+	n->new_window_start = new_start;
+}
+
+/* Rolls each due counter of s; returns the mask of rolled counters. */
+static unsigned
+roll_due(struct tally__rl_snap *s, int64_t now, struct tally__rolls *rolls)
+{
+	unsigned mask = 0;
+
+	for (unsigned i = 0; i < 2; i++) {
+		struct tally__counter *c = &s->c[i];
+		tally__lattice l;
+		int64_t start, end;
+
+		if (now < c->window_end)
+			continue;
+		lattice_of(s, c, &l);
+		tally__window(&l, now, &start, &end);
+		if (start <= c->window_start)
+			continue;
+		note(rolls, i, c, start);
+		c->usage = 0;
+		c->window_start = start;
+		c->window_end = end;
+		mask |= counter_bit[i];
+	}
+	return mask;
+}
+
+static void
+apply_limit(struct tally__counter *c, const tally_limit *lim)
+{
+	c->has_max = lim->has_max ? 1 : 0;
+	c->max = lim->has_max ? lim->max : 0;
+	c->period_count = lim->period.count;
+	c->period_unit = (uint8_t)lim->period.unit;
+}
+
+static void
+apply_config(struct tally__rl_snap *s, const tally_ratelimit_config *cfg)
+{
+	apply_limit(&s->c[0], &cfg->tokens);
+	apply_limit(&s->c[1], &cfg->requests);
+	s->offset_min = (int16_t)cfg->utc_offset_minutes;
+	s->aligned = cfg->calendar_aligned ? 1 : 0;
+	if (cfg->anchor != TALLY_ANCHOR_DEFAULT)
+		s->anchor = cfg->anchor;
+}
+
+static int
+validate_limit(const tally_limit *lim)
+{
+	if (lim->has_max && lim->max < 0)
+		return TALLY_EINVAL;
+	return tally__period_validate(&lim->period, false);
+}
+
+int
+tally__rl_validate(const tally_ratelimit_config *cfg)
+{
+	int rc;
+
+	if (cfg->utc_offset_minutes < -TALLY_UTC_OFFSET_MAX ||
+	    cfg->utc_offset_minutes > TALLY_UTC_OFFSET_MAX)
+		return TALLY_EINVAL;
+	if ((rc = validate_limit(&cfg->tokens)) != TALLY_OK)
+		return rc;
+	return validate_limit(&cfg->requests);
+}
+
+void
+tally__rl_init(struct tally__rl_snap *s, const tally_ratelimit_config *cfg,
+	       int64_t now)
+{
+	memset(s, 0, sizeof *s);
+	s->anchor = now;
+	apply_config(s, cfg);
+	for (unsigned i = 0; i < 2; i++) {
+		tally__lattice l;
+
+		lattice_of(s, &s->c[i], &l);
+		tally__window(&l, now, &s->c[i].window_start,
+			      &s->c[i].window_end);
+	}
+}
+
+/* Mask of counters with a max that usage has reached. */
+static unsigned
+blocked(const struct tally__rl_snap *s)
+{
+	unsigned mask = 0;
+
+	for (unsigned i = 0; i < 2; i++)
+		if (s->c[i].has_max && s->c[i].usage >= s->c[i].max)
+			mask |= counter_bit[i];
+	return mask;
+}
+
+static bool
+would_overflow(const struct tally__rl_snap *s, const int64_t amount[2])
+{
+	return amount[0] > INT64_MAX - s->c[0].usage ||
+	       amount[1] > INT64_MAX - s->c[1].usage;
+}
+
+int
+tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
+	       struct tally__args *a, struct tally__rolls *rolls,
+	       bool *install)
+{
+	unsigned rolled, mask = 0;
+
+	*next = *old;
+	*install = false;
+	a->out_mask = 0;
+	switch (a->op) {
+	case TALLY__OP_GET:
+		return TALLY_OK;
+
+	case TALLY__OP_CHECK:
+		(void)roll_due(next, a->now, NULL);
+		a->out_mask = blocked(next);
+		return a->out_mask != 0 ? TALLY_LIMITED : TALLY_OK;
+
+	case TALLY__OP_BUMP:
+		rolled = roll_due(next, a->now, rolls);
+		if (would_overflow(next, a->amount)) {
+			rolls->n = 0;
+			return TALLY_EOVERFLOW;
+		}
+		next->c[0].usage += a->amount[0];
+		next->c[1].usage += a->amount[1];
+		*install = rolled != 0 || a->amount[0] != 0 ||
+			   a->amount[1] != 0;
+		return TALLY_OK;
+
+	case TALLY__OP_TRY:
+		rolled = roll_due(next, a->now, rolls);
+		for (unsigned i = 0; i < 2; i++) {
+			const struct tally__counter *c = &next->c[i];
+
+			if (c->has_max && a->amount[i] > c->max - c->usage)
+				mask |= counter_bit[i];
+		}
+		if (mask != 0) {
+			rolls->n = 0;
+			a->out_mask = mask;
+			return TALLY_LIMITED;
+		}
+		if (would_overflow(next, a->amount)) {
+			rolls->n = 0;
+			return TALLY_EOVERFLOW;
+		}
+		next->c[0].usage += a->amount[0];
+		next->c[1].usage += a->amount[1];
+		*install = rolled != 0 || a->amount[0] != 0 ||
+			   a->amount[1] != 0;
+		return TALLY_OK;
+
+	case TALLY__OP_RESET:
+		if (old->version != a->observed_version)
+			return TALLY_CONFLICT;
+		for (unsigned i = 0; i < 2; i++) {
+			struct tally__counter *c = &next->c[i];
+			tally__lattice l;
+			int64_t start, end;
+
+			if ((a->counters & counter_bit[i]) == 0)
+				continue;
+			if ((a->counters & TALLY_RESET_DUE_ONLY) != 0 &&
+			    a->now < c->window_end)
+				continue;
+			lattice_of(next, c, &l);
+			tally__window(&l, a->now, &start, &end);
+			if (start < c->window_start) {
+				start = c->window_start;
+				end = c->window_end;
+			}
+			note(rolls, i, c, start);
+			c->usage = 0;
+			c->window_start = start;
+			c->window_end = end;
+			mask |= counter_bit[i];
+		}
+		a->out_mask = mask;
+		*install = mask != 0;
+		return TALLY_OK;
+
+	case TALLY__OP_ROLL:
+		*install = roll_due(next, a->now, rolls) != 0;
+		return TALLY_OK;
+
+	case TALLY__OP_UPSERT:
+		apply_config(next, a->config);
+		for (unsigned i = 0; i < 2; i++) {
+			struct tally__counter *c = &next->c[i];
+			tally__lattice l;
+			int64_t start;
+
+			lattice_of(next, c, &l);
+			tally__window(&l, c->window_start, &start,
+				      &c->window_end);
+		}
+		*install = true;
+		return TALLY_OK;
+	}
+	return TALLY_EINVAL;
+}
+
+static void
+limit_view(const struct tally__counter *c, tally_limit *lim,
+	   tally_counter_view *cv)
+{
+	lim->has_max = c->has_max != 0;
+	lim->max = c->max;
+	lim->period.count = c->period_count;
+	lim->period.unit = c->period_unit;
+	cv->usage = c->usage;
+	cv->window_start = c->window_start;
+	cv->window_end = c->window_end;
+}
+
+void
+tally__rl_view(const struct tally__rl_snap *s, tally_ratelimit_view *v)
+{
+	limit_view(&s->c[0], &v->config.tokens, &v->tokens);
+	limit_view(&s->c[1], &v->config.requests, &v->requests);
+	v->config.anchor = s->anchor;
+	v->config.utc_offset_minutes = s->offset_min;
+	v->config.calendar_aligned = s->aligned != 0;
+	v->version = s->version;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public calls                                                             */
+/* ------------------------------------------------------------------------ */
+
+static inline void
+op_init(struct tally__op *op, tally_store *store, const char *key,
+	enum tally__op_code code, void *view)
+{
+	memset(op, 0, sizeof *op);
+	op->store = store;
+	op->key = key;
+	op->kind = TALLY_KIND_RATELIMIT;
+	op->args.op = code;
+	op->view = view;
+}
+
+TALLY_API int
+tally_ratelimit_upsert(tally_store *store, const char *key,
+		       const tally_ratelimit_config *config,
+		       tally_ratelimit_view *view)
+{
+	struct tally__op op;
+	int rc;
+
+	if (store == NULL || config == NULL)
+		return TALLY_EINVAL;
+	if ((rc = tally__rl_validate(config)) != TALLY_OK)
+		return rc;
+	op_init(&op, store, key, TALLY__OP_UPSERT, view);
+	op.args.config = config;
+	return tally__upsert(&op);
+}
+
+TALLY_API int
+tally_ratelimit_get(tally_store *store, const char *key,
+		    tally_ratelimit_view *view)
+{
+	struct tally__op op;
+
+	if (store == NULL || view == NULL)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_GET, view);
+	return tally__read(&op);
+}
+
+TALLY_API int
+tally_ratelimit_bump(tally_store *store, const char *key, int64_t tokens,
+		     int64_t requests, tally_ratelimit_view *view)
+{
+	struct tally__op op;
+
+	if (store == NULL || tokens < 0 || requests < 0)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_BUMP, view);
+	op.args.amount[0] = tokens;
+	op.args.amount[1] = requests;
+	return tally__write(&op);
+}
+
+TALLY_API int
+tally_ratelimit_check(tally_store *store, const char *key, unsigned *limited,
+		      tally_ratelimit_view *view)
+{
+	struct tally__op op;
+	int rc;
+
+	if (store == NULL)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_CHECK, view);
+	rc = tally__read(&op);
+	if (limited != NULL && rc >= 0)
+		*limited = op.args.out_mask;
+	return rc;
+}
+
+TALLY_API int
+tally_ratelimit_try_consume(tally_store *store, const char *key,
+			    int64_t tokens, int64_t requests, unsigned *limited,
+			    tally_ratelimit_view *view)
+{
+	struct tally__op op;
+	int rc;
+
+	if (store == NULL || tokens < 0 || requests < 0)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_TRY, view);
+	op.args.amount[0] = tokens;
+	op.args.amount[1] = requests;
+	rc = tally__write(&op);
+	if (limited != NULL && rc >= 0)
+		*limited = op.args.out_mask;
+	return rc;
+}
+
+TALLY_API int
+tally_ratelimit_reset(tally_store *store, const char *key,
+		      uint64_t observed_version, unsigned counters,
+		      unsigned *reset, tally_ratelimit_view *view)
+{
+	struct tally__op op;
+	int rc;
+
+	if (store == NULL || (counters & TALLY_COUNTER_BOTH) == 0 ||
+	    (counters & ~(TALLY_COUNTER_BOTH | TALLY_RESET_DUE_ONLY)) != 0)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_RESET, view);
+	op.args.observed_version = observed_version;
+	op.args.counters = counters;
+	rc = tally__write(&op);
+	if (reset != NULL && rc >= 0)
+		*reset = op.args.out_mask;
+	return rc;
+}
+
+TALLY_API int
+tally_ratelimit_remove(tally_store *store, const char *key,
+		       tally_ratelimit_view *view)
+{
+	struct tally__op op;
+
+	if (store == NULL)
+		return TALLY_EINVAL;
+	op_init(&op, store, key, TALLY__OP_GET, view);
+	return tally__remove(&op);
+}

@@ -1,0 +1,447 @@
+/*
+ * The store: lifecycle, allocator, keys and the map of records.
+ *
+ * The map is a ck_hs in SPMC mode: lookups are lock-free and run inside an
+ * epoch section; structural writes (insert, remove, grow) serialize on
+ * write_lock. Records embed their key and a memoized hash, so the hash
+ * callback (called only when the map is rebuilt) returns the stored value
+ * and compare() checks the hash before the bytes.
+ *
+ * ck_hs takes its memory through a struct ck_malloc whose callbacks receive
+ * no context. All map writes happen under write_lock on the calling thread,
+ * so the callbacks find their store through a thread-local pointer that is
+ * set for exactly the duration of a map write (map_enter/map_leave). The old
+ * map after a grow is freed with defer=true: readers may still be probing
+ * it, so it is retired through the epoch like a snapshot.
+ *
+ * Lookups find either a record or a probe in compare()'s second argument: a
+ * probe (a key being looked up) starts with the address of probe_tag, a
+ * record (a key being inserted) with its snapshot pointer, which is never
+ * that address.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+static const char probe_tag = 0;
+
+/* The store whose map the calling thread is writing (under write_lock). */
+static _Thread_local struct map_ctx {
+	tally_store *store;
+	struct tally__thread *thread;
+	bool failed;
+} map_ctx;
+
+/* ------------------------------------------------------------------------ */
+/* Allocator                                                                */
+/* ------------------------------------------------------------------------ */
+
+static void *
+default_malloc(void *ctx, size_t size)
+{
+	(void)ctx;
+	return malloc(size);
+}
+
+static void
+default_free(void *ctx, void *ptr, size_t size)
+{
+	(void)ctx;
+	(void)size;
+	free(ptr);
+}
+
+void *
+tally__malloc(tally_store *s, size_t size)
+{
+	return s->alloc.malloc(s->alloc.ctx, size);
+}
+
+void
+tally__free(tally_store *s, void *p, size_t size)
+{
+	if (p != NULL)
+		s->alloc.free(s->alloc.ctx, p, size);
+}
+
+/* Map allocations carry a 16-byte header with their size. */
+#define MAP_HDR 16u
+
+static void *
+map_malloc(size_t size)
+{
+	tally_store *s = map_ctx.store;
+	unsigned char *p;
+
+	TALLY_ASSERT(s != NULL);
+	if (size > SIZE_MAX - MAP_HDR ||
+	    (p = tally__malloc(s, size + MAP_HDR)) == NULL) {
+		map_ctx.failed = true;
+		return NULL;
+	}
+	memcpy(p, &size, sizeof size);
+	/* Until the first map exists, remember its size (see create). */
+	if (s->hs_overhead == 0)
+		s->hs_last_cap = size;
+	else if (size > s->hs_overhead)
+		s->hs_last_cap = (size - s->hs_overhead) / sizeof(void *);
+	return p + MAP_HDR;
+}
+
+static void
+map_free(void *ptr, size_t size, bool defer)
+{
+	tally_store *s = map_ctx.store;
+	unsigned char *p = (unsigned char *)ptr - MAP_HDR;
+
+	(void)size;
+	TALLY_ASSERT(s != NULL);
+	memcpy(&size, p, sizeof size);
+	if (!defer) {
+		tally__free(s, p, size + MAP_HDR);
+		return;
+	}
+	/* A grow replaced this map: the newest allocation is the live map. */
+	s->hs_capacity = s->hs_last_cap;
+	tally__store_uint(&s->map_gen, s->map_gen + 1);
+	tally__retire(map_ctx.thread, p, size + MAP_HDR, TALLY__OBJ_MAP);
+}
+
+static void
+map_enter(tally_store *s, struct tally__thread *t)
+{
+	map_ctx.store = s;
+	map_ctx.thread = t;
+	map_ctx.failed = false;
+}
+
+static bool
+map_leave(void)
+{
+	bool failed = map_ctx.failed;
+
+	map_ctx.store = NULL;
+	map_ctx.thread = NULL;
+	map_ctx.failed = false;
+	return failed;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Keys and map callbacks                                                   */
+/* ------------------------------------------------------------------------ */
+
+int
+tally__key_check(const char *key, size_t *len)
+{
+	size_t n;
+
+	if (key == NULL)
+		return TALLY_EINVAL;
+	n = strnlen(key, TALLY_KEY_MAX + 1);
+	if (n == 0 || n > TALLY_KEY_MAX)
+		return TALLY_EKEY;
+	*len = n;
+	return TALLY_OK;
+}
+
+void
+tally__probe_init(const tally_store *s, struct tally__probe *p,
+		  const char *key, size_t len, unsigned kind)
+{
+	p->tag = &probe_tag;
+	p->key = key;
+	p->kind = (uint8_t)kind;
+	p->key_len = (uint8_t)len;
+	p->hash = (unsigned long)tally__hash(key, len, s->seed + kind);
+}
+
+static unsigned long
+hs_hash(const void *object, unsigned long seed)
+{
+	(void)seed;
+	return ((const struct tally__record *)object)->hash;
+}
+
+static bool
+hs_compare(const void *stored, const void *arg)
+{
+	const struct tally__record *r = stored;
+	const void *first = *(const void *const *)arg;
+
+	/* Pairs with the release before ck_hs_put: r is fully built. */
+	tally__tsan_acquire(r);
+	if (first == &probe_tag) {
+		const struct tally__probe *p = arg;
+
+		return r->hash == p->hash && r->kind == p->kind &&
+		       r->key_len == p->key_len &&
+		       memcmp(r->key, p->key, p->key_len) == 0;
+	} else {
+		const struct tally__record *k = arg;
+
+		return r->hash == k->hash && r->kind == k->kind &&
+		       r->key_len == k->key_len &&
+		       memcmp(r->key, k->key, k->key_len) == 0;
+	}
+}
+
+struct tally__record *
+tally__lookup(tally_store *s, const struct tally__probe *p)
+{
+	struct tally__record *r = ck_hs_get(&s->hs, p->hash, p);
+
+	if (r != NULL)
+		tally__tsan_acquire(r);
+	return r;
+}
+
+/*
+ * Insert a record whose key is known to be absent (write_lock held). Grows
+ * the map first when the insert would push it past its load factor, so that
+ * an allocation failure is reported before the record becomes visible:
+ * ck_hs ignores a failed grow after an insert.
+ */
+int
+tally__map_insert(tally_store *s, struct tally__thread *t,
+		  struct tally__record *r)
+{
+	int rc = TALLY_OK;
+
+	map_enter(s, t);
+	if ((ck_hs_count(&s->hs) + 1) * 2 > s->hs_capacity &&
+	    !ck_hs_grow(&s->hs, s->hs_capacity << 1))
+		rc = TALLY_ENOMEM;
+	if (rc == TALLY_OK) {
+		/* Readers that find r see it complete (compare, lookup). */
+		tally__tsan_release(r);
+		tally__fence_store();
+		if (!ck_hs_put(&s->hs, r->hash, r))
+			rc = TALLY_ENOMEM;
+	}
+	map_leave();
+	return rc;
+}
+
+/* Remove a record (write_lock held). Rebuilds the map, best effort, when
+ * removals have left many tombstones behind. */
+void
+tally__map_remove(tally_store *s, struct tally__thread *t,
+		  struct tally__record *r)
+{
+	struct ck_hs_stat st;
+	void *removed;
+
+	map_enter(s, t);
+	removed = ck_hs_remove(&s->hs, r->hash, r);
+	TALLY_ASSERT(removed == r);
+	(void)removed;
+	ck_hs_stat(&s->hs, &st);
+	if (st.tombstones > s->hs_capacity / 4 &&
+	    tally__reserve(t, 1) == TALLY_OK)
+		(void)ck_hs_rebuild(&s->hs);
+	map_leave();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+static int64_t
+default_clock(void *ctx)
+{
+	struct timespec ts;
+
+	(void)ctx;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t
+tally__now(tally_store *s)
+{
+	return s->clock(s->clock_ctx);
+}
+
+/* The options struct as first released; later fields are optional. */
+#define OPTIONS_V1_SIZE                                                        \
+	(offsetof(tally_store_options, hash_seed) + sizeof(uint64_t))
+
+#define MAP_MIN_CAPACITY 64ul
+#define MAP_MAX_CAPACITY (1ul << 30)
+
+static unsigned long
+pow2_at_least(unsigned long v)
+{
+	unsigned long p = MAP_MIN_CAPACITY;
+
+	while (p < v && p < MAP_MAX_CAPACITY)
+		p <<= 1;
+	return p;
+}
+
+TALLY_API int
+tally_store_create(tally_store **out, const tally_store_options *options)
+{
+	tally_store_options o = TALLY_STORE_OPTIONS_INIT;
+	tally_store *s;
+	unsigned long cap;
+	int rc;
+
+	if (out == NULL)
+		return TALLY_EINVAL;
+	if (options != NULL) {
+		if (options->size < OPTIONS_V1_SIZE)
+			return TALLY_EINVAL;
+		memcpy(&o, options,
+		       options->size < sizeof o ? options->size : sizeof o);
+		o.size = sizeof o;
+	}
+	if ((o.allocator.malloc == NULL) != (o.allocator.free == NULL))
+		return TALLY_EINVAL;
+	if (o.allocator.malloc == NULL) {
+		o.allocator.malloc = default_malloc;
+		o.allocator.free = default_free;
+		o.allocator.ctx = NULL;
+	}
+	if (o.expected_records > MAP_MAX_CAPACITY / 2)
+		return TALLY_EINVAL;
+
+	s = o.allocator.malloc(o.allocator.ctx, sizeof *s);
+	if (s == NULL)
+		return TALLY_ENOMEM;
+	memset(s, 0, sizeof *s);
+	s->alloc = o.allocator;
+	s->clock = o.clock != NULL ? o.clock : default_clock;
+	s->clock_ctx = o.clock_ctx;
+	s->on_roll = o.on_roll;
+	s->on_roll_ctx = o.on_roll_ctx;
+	s->seed = o.hash_seed;
+	if (s->seed == 0) {
+		int64_t now = default_clock(NULL);
+		uintptr_t addr = (uintptr_t)s;
+
+		s->seed = tally__hash(&now, sizeof now, (uint64_t)addr) | 1;
+	}
+	s->next_generation = 1;
+	s->hs_malloc.malloc = map_malloc;
+	s->hs_malloc.free = map_free;
+	s->hs_malloc.realloc = NULL;
+
+	if (pthread_mutex_init(&s->write_lock, NULL) != 0) {
+		rc = TALLY_ENOMEM;
+		goto fail_write_lock;
+	}
+	if (pthread_mutex_init(&s->reg_lock, NULL) != 0) {
+		rc = TALLY_ENOMEM;
+		goto fail_reg_lock;
+	}
+	if (pthread_key_create(&s->tkey, tally__thread_exit) != 0) {
+		rc = TALLY_ENOMEM;
+		goto fail_key;
+	}
+	ck_epoch_init(&s->epoch);
+
+	/* Twice the expected count: ck_hs grows at load factor 0.5. */
+	cap = pow2_at_least((unsigned long)o.expected_records * 2);
+	map_enter(s, NULL);
+	if (!ck_hs_init(&s->hs, CK_HS_MODE_OBJECT | CK_HS_MODE_SPMC, hs_hash,
+			hs_compare, &s->hs_malloc, cap,
+			(unsigned long)s->seed)) {
+		map_leave();
+		rc = TALLY_ENOMEM;
+		goto fail_map;
+	}
+	map_leave();
+	/* ck_hs_init allocated a map of exactly cap slots (cap is a power of
+	 * two); what it asked beyond the slots is the per-map overhead, from
+	 * which later map sizes tell their capacity. */
+	s->hs_overhead = s->hs_last_cap - cap * sizeof(void *);
+	s->hs_capacity = cap;
+	s->map_ready = true;
+	*out = s;
+	return TALLY_OK;
+
+fail_map:
+	pthread_key_delete(s->tkey);
+fail_key:
+	pthread_mutex_destroy(&s->reg_lock);
+fail_reg_lock:
+	pthread_mutex_destroy(&s->write_lock);
+fail_write_lock:
+	o.allocator.free(o.allocator.ctx, s, sizeof *s);
+	return rc;
+}
+
+TALLY_API void
+tally_store_destroy(tally_store *s)
+{
+	ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
+	void *obj;
+
+	if (s == NULL)
+		return;
+	/* Threads that exit from now on do not touch the store. */
+	pthread_key_delete(s->tkey);
+	tally__tsan_acquire(&s->tsan_grace);
+	if (s->map_ready) {
+		while (ck_hs_next(&s->hs, &it, &obj)) {
+			struct tally__record *r = obj;
+			void *snap = r->snap;
+
+			if (snap != &s->tombstone)
+				tally__free(s, snap,
+					    tally__snap_size(
+						    r->kind == TALLY_KIND_BUDGET
+							    ? TALLY__OBJ_BUDGET_SNAP
+							    : TALLY__OBJ_RL_SNAP));
+			tally__free(s, r, sizeof *r + r->key_len + 1u);
+		}
+	}
+	tally__threads_destroy(s);
+	if (s->map_ready) {
+		map_enter(s, NULL);
+		ck_hs_destroy(&s->hs);
+		map_leave();
+	}
+	pthread_mutex_destroy(&s->reg_lock);
+	pthread_mutex_destroy(&s->write_lock);
+	s->alloc.free(s->alloc.ctx, s, sizeof *s);
+}
+
+TALLY_API int
+tally_store_stats(tally_store *s, tally_stats *out)
+{
+	struct tally__thread *t;
+	uint64_t active = 0;
+
+	if (s == NULL || out == NULL)
+		return TALLY_EINVAL;
+	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&s->reg_lock);
+	for (t = s->all; t != NULL; t = t->all_next) {
+		uint64_t pend;
+
+		out->writes += tally__stat_load(&t->st.writes);
+		out->cas_retries += tally__stat_load(&t->st.cas_retries);
+		out->rolls += tally__stat_load(&t->st.rolls);
+		out->retired += tally__stat_load(&t->st.retired);
+		out->freed += tally__stat_load(&t->st.freed);
+		pend = tally__stat_load(&t->st.peak_pending);
+		if (pend > out->peak_pending)
+			out->peak_pending = pend;
+		active += tally__load_uint(&t->in_use) != 0;
+	}
+	out->threads = s->threads_total;
+	pthread_mutex_unlock(&s->reg_lock);
+	out->threads_active = active;
+	out->pending = out->retired - out->freed;
+	pthread_mutex_lock(&s->write_lock);
+	out->records = ck_hs_count(&s->hs);
+	pthread_mutex_unlock(&s->write_lock);
+	return TALLY_OK;
+}
