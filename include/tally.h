@@ -303,10 +303,17 @@ typedef struct tally_budget_config {
 #define TALLY_BUDGET_CONFIG_INIT                                               \
 	{0, TALLY_PERIOD_NONE_INIT, TALLY_ANCHOR_DEFAULT, 0, false}
 
+/*
+ * Versions. Every successful write installs a snapshot whose version is the
+ * previous one plus 1. A record created anew (first upsert, or upsert after
+ * remove) starts at a version no earlier record of the store had: the upper
+ * 32 bits count creations, so (version >> 32) names the incarnation of a key
+ * as long as one record sees fewer than 2^32 writes.
+ */
 typedef struct tally_budget_view {
 	tally_budget_config config; /* anchor is the effective anchor */
 	int64_t usage;
-	int64_t window_start; /* INT64_MIN-free: a real boundary or the anchor */
+	int64_t window_start; /* a lattice boundary (the anchor if no period) */
 	int64_t window_end;   /* next boundary; INT64_MAX when it never resets */
 	uint64_t version;
 } tally_budget_view;

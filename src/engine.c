@@ -223,7 +223,9 @@ tally__read(struct tally__op *op)
 		return rc;
 	if ((rc = tally__thread_get(s, &t)) != TALLY_OK)
 		return rc;
-	op->args.now = tally__now(s);
+	/* get shows the snapshot as stored: it needs no clock. */
+	if (op->args.op != TALLY__OP_GET)
+		op->args.now = tally__now(s);
 	tally__probe_init(s, &probe, op->key, len, op->kind);
 
 	tally__section_begin(t);
