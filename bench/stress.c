@@ -76,8 +76,8 @@ static int64_t
 fast_clock(void *ctx)
 {
 	(void)ctx;
-	return sim_start + (int64_t)((double)(mono_now() - mono_start) *
-				     opt.speed);
+	return sim_start +
+	       (int64_t)((double)(mono_now() - mono_start) * opt.speed);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -136,11 +136,11 @@ zipf_pick(uint64_t *rng)
 /* ------------------------------------------------------------------------ */
 
 struct wkey {
-	uint32_t id;      /* key index */
-	uint8_t kind;     /* tally_kind */
-	uint8_t counter;  /* TALLY_COUNTER_* */
-	uint32_t incarn;  /* version >> 32 */
-	int64_t wstart;   /* window_start */
+	uint32_t id;     /* key index */
+	uint8_t kind;    /* tally_kind */
+	uint8_t counter; /* TALLY_COUNTER_* */
+	uint32_t incarn; /* version >> 32 */
+	int64_t wstart;  /* window_start */
 };
 
 struct wslot {
@@ -269,10 +269,10 @@ enum op_type {
 };
 
 static const char *op_name[OP__COUNT] = {
-	"check ok",   "check limited",   "try_consume ok",
-	"try limited", "bump",           "enoent (removed key)",
-	"upsert",     "reset ok",        "reset conflict",
-	"remove",     "sweep",           "rolls heard"};
+	"check ok",    "check limited", "try_consume ok",
+	"try limited", "bump",          "enoent (removed key)",
+	"upsert",      "reset ok",      "reset conflict",
+	"remove",      "sweep",         "rolls heard"};
 
 struct violation_log {
 	pthread_mutex_t lock;
@@ -404,8 +404,8 @@ on_roll(const tally_roll *r, void *ctx)
 			  r->key);
 		return;
 	}
-	ledger_add(&self->ledger, (uint32_t)id, r->kind, r->counter,
-		   r->version, r->old_window_start, 0, r->usage_before);
+	ledger_add(&self->ledger, (uint32_t)id, r->kind, r->counter, r->version,
+		   r->old_window_start, 0, r->usage_before);
 	self->ops[OP_ROLL_HEARD]++;
 }
 
@@ -413,8 +413,8 @@ on_roll(const tally_roll *r, void *ctx)
 /* Configs                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static const char *fake_periods[] = {"1m", "5m", "1h", "6h", "1d",
-				     "1w", "1M", "90s"};
+static const char *fake_periods[] = {"1m", "5m", "1h", "6h",
+				     "1d", "1w", "1M", "90s"};
 static const char *real_periods[] = {"1s", "2s", "500ms", "5s", "10s"};
 
 static tally_period
@@ -482,24 +482,25 @@ budget_request(struct thread_ctx *t, int id)
 			violation("check LIMITED on %s with usage %" PRId64
 				  " < max %" PRId64,
 				  key, v.usage, v.config.max_limit);
-		t->ops[rc == TALLY_OK		? OP_CHECK
+		t->ops[rc == TALLY_OK        ? OP_CHECK
 		       : rc == TALLY_LIMITED ? OP_CHECK_LIMITED
 					     : OP_ENOENT]++;
 	} else if (what < 7) {
 		rc = tally_budget_try_consume(store, key, cost, &v);
 		if (rc == TALLY_OK) {
 			if (v.usage > v.config.max_limit)
-				violation("try_consume on %s left usage %" PRId64
-					  " > max %" PRId64,
-					  key, v.usage, v.config.max_limit);
+				violation(
+					"try_consume on %s left usage %" PRId64
+					" > max %" PRId64,
+					key, v.usage, v.config.max_limit);
 			applied(t, id, 0, v.version, v.window_start, cost);
 			t->ops[OP_TRY_OK]++;
 		} else if (rc == TALLY_LIMITED) {
 			if (cost <= v.config.max_limit - v.usage)
-				violation("try_consume LIMITED on %s: usage %" PRId64
-					  " + %" PRId64 " <= max %" PRId64,
-					  key, v.usage, cost,
-					  v.config.max_limit);
+				violation(
+					"try_consume LIMITED on %s: usage %" PRId64
+					" + %" PRId64 " <= max %" PRId64,
+					key, v.usage, cost, v.config.max_limit);
 			t->ops[OP_TRY_LIMITED]++;
 		} else {
 			t->ops[OP_ENOENT]++;
@@ -530,7 +531,7 @@ rate_request(struct thread_ctx *t, int id)
 
 	if (what < 4) {
 		rc = tally_ratelimit_check(store, key, &mask, &v);
-		t->ops[rc == TALLY_OK		? OP_CHECK
+		t->ops[rc == TALLY_OK        ? OP_CHECK
 		       : rc == TALLY_LIMITED ? OP_CHECK_LIMITED
 					     : OP_ENOENT]++;
 	} else if (what < 7) {
@@ -720,10 +721,10 @@ admin_main(void *arg)
 	self = t;
 	while (!__atomic_load_n(&stop_flag, __ATOMIC_RELAXED)) {
 		/* Admin traffic hits hot keys too: that is where it races. */
-		int id = rng_next(&t->rng) % 4 == 0
-				 ? (int)(rng_next(&t->rng) % 16)
-				 : (int)(rng_next(&t->rng) %
-					 (uint64_t)opt.keys);
+		int id =
+			rng_next(&t->rng) % 4 == 0
+				? (int)(rng_next(&t->rng) % 16)
+				: (int)(rng_next(&t->rng) % (uint64_t)opt.keys);
 
 		if (rng_next(&t->rng) & 1)
 			admin_budget(t, id);
@@ -885,8 +886,7 @@ main(int argc, char **argv)
 		ratelimit_config(&rc2, &rng);
 		if (tally_ratelimit_upsert(store,
 					   key_of(TALLY_KIND_RATELIMIT, id),
-					   &rc2, NULL) !=
-		    TALLY_CREATED)
+					   &rc2, NULL) != TALLY_CREATED)
 			abort();
 	}
 
@@ -927,8 +927,8 @@ main(int argc, char **argv)
 		if (tally_store_stats(store, &st) == TALLY_OK)
 			fprintf(stderr,
 				"\r%6.1fs  %12" PRIu64 " ops  %7.2f Mops/s  "
-				"%10" PRIu64 " windows rolled  pending %6" PRIu64
-				"   ",
+				"%10" PRIu64
+				" windows rolled  pending %6" PRIu64 "   ",
 				secs, done, (double)done / secs / 1e6, st.rolls,
 				st.pending);
 	}
@@ -955,8 +955,8 @@ main(int argc, char **argv)
 		struct thread_ctx *all[3] = {&sweeper, &admin, &mainctx};
 
 		for (int i = 0; i < opt.threads + 3; i++) {
-			struct thread_ctx *t = i < opt.threads ? &w[i]
-							       : all[i - opt.threads];
+			struct thread_ctx *t =
+				i < opt.threads ? &w[i] : all[i - opt.threads];
 
 			for (size_t j = 0; j < t->ledger.cap; j++) {
 				struct wslot *s = &t->ledger.slot[j];
@@ -1008,11 +1008,11 @@ main(int argc, char **argv)
 					"incarnation %u window %" PRId64
 					": applied %" PRId64 ", window held "
 					"%" PRId64 "\n",
-					s->k.kind == TALLY_KIND_BUDGET ? "budget"
-								       : "rate",
-					(int)s->k.id, s->k.counter,
-					s->k.incarn, s->k.wstart, s->applied,
-					s->closed);
+					s->k.kind == TALLY_KIND_BUDGET
+						? "budget"
+						: "rate",
+					(int)s->k.id, s->k.counter, s->k.incarn,
+					s->k.wstart, s->applied, s->closed);
 		}
 	}
 	for (int k = 0; k < OP__COUNT; k++)
@@ -1025,9 +1025,9 @@ main(int argc, char **argv)
 			    st.rolls == ops[OP_ROLL_HEARD];
 		long rss = rss_kib("VmRSS:"), hwm = rss_kib("VmHWM:");
 		double mops = (double)request_ops / elapsed / 1e6;
-		double retries = st.writes ? (double)st.cas_retries /
-						     (double)st.writes
-					   : 0.0;
+		double retries =
+			st.writes ? (double)st.cas_retries / (double)st.writes
+				  : 0.0;
 
 		if (opt.json) {
 			printf("{\"verdict\":\"%s\",\"duration_s\":%.3f,"
@@ -1041,7 +1041,8 @@ main(int argc, char **argv)
 			for (int k = 0; k < OP__COUNT; k++)
 				printf("%s\"%s\":%" PRIu64, k ? "," : "",
 				       op_name[k], ops[k]);
-			printf("},\"writes\":%" PRIu64 ",\"cas_retries\":%" PRIu64
+			printf("},\"writes\":%" PRIu64
+			       ",\"cas_retries\":%" PRIu64
 			       ",\"cas_retries_per_write\":%.5f,\"rolls\":%" PRIu64
 			       ",\"retired\":%" PRIu64 ",\"freed\":%" PRIu64
 			       ",\"pending\":%" PRIu64
@@ -1060,8 +1061,7 @@ main(int argc, char **argv)
 			       "admin, %d budgets + %d rate limits, %.1f s, "
 			       "%s clock, seed %" PRIu64 "\n\n",
 			       opt.threads, opt.keys, opt.keys, elapsed,
-			       opt.real_clock ? "real" : "fast fake",
-			       opt.seed);
+			       opt.real_clock ? "real" : "fast fake", opt.seed);
 			printf("  %-24s %14s\n", "operation", "count");
 			for (int k = 0; k < OP__COUNT; k++)
 				printf("  %-24s %14" PRIu64 "\n", op_name[k],

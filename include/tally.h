@@ -339,7 +339,8 @@ TALLY_API TALLY_NODISCARD int tally_budget_get(tally_store *store,
 
 /*
  * Add amount (>= 0) after the fact. Rolls a due window first, in the same
- * CAS; never refused for being over the limit. Returns TALLY_OK,
+ * CAS; never refused for being over the limit. An amount of 0 with no window
+ * due writes nothing (the version stays). Returns TALLY_OK,
  * TALLY_ENOENT, TALLY_EINVAL (amount < 0), TALLY_EKEY, TALLY_EOVERFLOW or
  * TALLY_ENOMEM. view (may be NULL) receives the installed snapshot.
  */
@@ -391,7 +392,7 @@ TALLY_API int tally_budget_remove(tally_store *store, const char *key,
 
 typedef struct tally_limit {
 	bool has_max;        /* false: unlimited (counted, never blocks) */
-	int64_t max;         /* >= 0 when has_max */
+	int64_t max;         /* >= 0 when has_max; views show 0 without */
 	tally_period period; /* required: FIXED, WEEK or MONTH */
 } tally_limit;
 

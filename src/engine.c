@@ -72,17 +72,12 @@ get_version(const void *snap)
 	return v;
 }
 
+/* Sweeps report their own rolls (sweep.c); here a roll is a reset's or an
+ * inline one. */
 static tally_roll_cause
 cause_of(enum tally__op_code op)
 {
-	switch (op) {
-	case TALLY__OP_RESET:
-		return TALLY_ROLL_RESET;
-	case TALLY__OP_ROLL:
-		return TALLY_ROLL_SWEEP;
-	default:
-		return TALLY_ROLL_INLINE;
-	}
+	return op == TALLY__OP_RESET ? TALLY_ROLL_RESET : TALLY_ROLL_INLINE;
 }
 
 void

@@ -210,9 +210,13 @@ struct tally__thread {
 /* ------------------------------------------------------------------------ */
 
 struct tally_store {
-	ck_hs_t hs;
+	ck_hs_t hs; /* read by every lookup */
 	struct ck_malloc hs_malloc;
+	/* The global epoch is written whenever a poll advances it; keep it
+	 * off the cache lines that every lookup reads. */
+	char pad_before_epoch[64];
 	ck_epoch_t epoch;
+	char pad_after_epoch[64];
 	pthread_mutex_t write_lock; /* map writers: insert, remove, grow */
 	pthread_mutex_t reg_lock;   /* thread records: all and idle lists */
 	pthread_key_t tkey;

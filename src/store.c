@@ -84,6 +84,9 @@ map_malloc(size_t size)
 		map_ctx.failed = true;
 		return NULL;
 	}
+	/* ck 0.7.1 leaves some map fields (the tombstone count) unset: hand
+	 * out zeroed memory so they start at 0 whatever the allocator. */
+	memset(p + MAP_HDR, 0, size);
 	memcpy(p, &size, sizeof size);
 	/* Until the first map exists, remember its size (see create). */
 	if (s->hs_overhead == 0)

@@ -86,7 +86,7 @@ tally_sweep(tally_store *s, tally_roll_fn *cb, void *ctx, size_t *rolled)
 		if (!installed)
 			continue;
 		next[type] = NULL;
-		count++;
+		count += rolls.n;
 		key_len = r->key_len;
 		memcpy(key, r->key, key_len + 1);
 

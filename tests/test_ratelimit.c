@@ -1,0 +1,961 @@
+/*
+ * Unit tests of the pure rate-limit transitions (src/ratelimit.c): two
+ * counters (tokens, requests) with independent periods and windows in one
+ * snapshot. tally__rl_step for every operation code, tally__rl_init,
+ * tally__rl_validate and tally__rl_view, without a store or threads.
+ *
+ * Expected instants come from T() in support.h. After every transition the
+ * window invariant is checked for both counters.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "internal.h"
+#include "support.h"
+
+#define TOK TALLY_COUNTER_TOKENS
+#define REQ TALLY_COUNTER_REQUESTS
+#define BOTH TALLY_COUNTER_BOTH
+
+struct rres {
+	int rc;
+	bool install;
+	unsigned mask; /* args.out_mask after the step */
+	struct tally__rolls rolls;
+	struct tally__rl_snap next;
+};
+
+static tally_limit
+lim(bool has_max, int64_t max, const char *period)
+{
+	tally_limit l;
+
+	memset(&l, 0, sizeof l);
+	l.has_max = has_max;
+	l.max = max;
+	l.period = P(period);
+	return l;
+}
+
+static tally_ratelimit_config
+rcfg(tally_limit tokens, tally_limit requests, bool aligned, int32_t off,
+     int64_t anchor)
+{
+	tally_ratelimit_config c;
+
+	memset(&c, 0, sizeof c);
+	c.tokens = tokens;
+	c.requests = requests;
+	c.calendar_aligned = aligned;
+	c.utc_offset_minutes = off;
+	c.anchor = anchor;
+	return c;
+}
+
+/* tokens: max 100 per aligned minute; requests: max 10 per aligned hour. */
+static tally_ratelimit_config
+std_cfg(void)
+{
+	return rcfg(lim(true, 100, "1m"), lim(true, 10, "1h"), true, 0,
+		    TALLY_ANCHOR_DEFAULT);
+}
+
+#define NOW0 T(2024, 5, 1, 10, 30, 15)
+
+static struct tally__rl_snap
+mk(const tally_ratelimit_config *c, int64_t now)
+{
+	struct tally__rl_snap s;
+
+	memset(&s, 0x5a, sizeof s);
+	tally__rl_init(&s, c, now);
+	return s;
+}
+
+static void
+assert_invariant(const struct tally__rl_snap *s)
+{
+	for (int i = 0; i < 2; i++) {
+		const struct tally__counter *c = &s->c[i];
+		tally__lattice l = {c->period_count, c->period_unit,
+				    s->offset_min, s->aligned != 0, s->anchor};
+		int64_t start = 0, end = 0;
+
+		tally__window(&l, c->window_start, &start, &end);
+		assert_int_equal(end, c->window_end);
+		assert_true(c->window_start < c->window_end);
+	}
+}
+
+static void
+assert_counter_equal(const struct tally__counter *a,
+		     const struct tally__counter *b)
+{
+	assert_int_equal(a->usage, b->usage);
+	assert_int_equal(a->window_start, b->window_start);
+	assert_int_equal(a->window_end, b->window_end);
+	assert_int_equal(a->max, b->max);
+	assert_int_equal(a->period_count, b->period_count);
+	assert_int_equal(a->period_unit, b->period_unit);
+	assert_int_equal(a->has_max, b->has_max);
+}
+
+static void
+assert_snap_equal(const struct tally__rl_snap *a,
+		  const struct tally__rl_snap *b)
+{
+	assert_int_equal(a->version, b->version);
+	assert_counter_equal(&a->c[0], &b->c[0]);
+	assert_counter_equal(&a->c[1], &b->c[1]);
+	assert_int_equal(a->anchor, b->anchor);
+	assert_int_equal(a->offset_min, b->offset_min);
+	assert_int_equal(a->aligned, b->aligned);
+}
+
+static struct rres
+run(const struct tally__rl_snap *old, struct tally__args *a)
+{
+	struct rres r;
+
+	memset(&r, 0x5a, sizeof r);
+	r.install = true; /* the transition must clear it */
+	r.rolls.n = 0;
+	a->out_mask = 0xdead; /* ... and set this */
+	r.rc = tally__rl_step(old, &r.next, a, &r.rolls, &r.install);
+	r.mask = a->out_mask;
+	assert_invariant(&r.next);
+	assert_true(r.rolls.n <= 2);
+	if (r.rolls.n == 2)
+		assert_int_not_equal(r.rolls.note[0].counter,
+				     r.rolls.note[1].counter);
+	return r;
+}
+
+static struct rres
+op(const struct tally__rl_snap *old, enum tally__op_code code, int64_t now,
+   int64_t tokens, int64_t requests)
+{
+	struct tally__args a;
+
+	memset(&a, 0, sizeof a);
+	a.op = code;
+	a.now = now;
+	a.amount[0] = tokens;
+	a.amount[1] = requests;
+	return run(old, &a);
+}
+
+static struct rres
+reset(const struct tally__rl_snap *old, int64_t now, uint64_t version,
+      unsigned counters)
+{
+	struct tally__args a;
+
+	memset(&a, 0, sizeof a);
+	a.op = TALLY__OP_RESET;
+	a.now = now;
+	a.observed_version = version;
+	a.counters = counters;
+	return run(old, &a);
+}
+
+static struct rres
+upsert(const struct tally__rl_snap *old, int64_t now,
+       const tally_ratelimit_config *cfg)
+{
+	struct tally__args a;
+
+	memset(&a, 0, sizeof a);
+	a.op = TALLY__OP_UPSERT;
+	a.now = now;
+	a.config = cfg;
+	return run(old, &a);
+}
+
+/* The note for counter, which must be present exactly once. */
+static const struct tally__roll_note *
+note_of(const struct rres *r, unsigned counter)
+{
+	const struct tally__roll_note *found = NULL;
+
+	for (unsigned i = 0; i < r->rolls.n; i++) {
+		if (r->rolls.note[i].counter == counter) {
+			assert_null(found);
+			found = &r->rolls.note[i];
+		}
+	}
+	assert_non_null(found);
+	return found;
+}
+
+static void
+assert_note(const struct rres *r, unsigned counter, int64_t usage_before,
+	    int64_t old_start, int64_t new_start)
+{
+	const struct tally__roll_note *n = note_of(r, counter);
+
+	assert_int_equal(n->usage_before, usage_before);
+	assert_int_equal(n->old_window_start, old_start);
+	assert_int_equal(n->new_window_start, new_start);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void
+test_init(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+
+	(void)state;
+	assert_int_equal(s.anchor, NOW0);
+	assert_int_equal(s.aligned, 1);
+	assert_int_equal(s.offset_min, 0);
+	assert_int_equal(s.c[0].usage, 0);
+	assert_int_equal(s.c[0].has_max, 1);
+	assert_int_equal(s.c[0].max, 100);
+	assert_int_equal(s.c[0].period_count, NS_PER_MIN);
+	assert_int_equal(s.c[0].period_unit, TALLY_PERIOD_FIXED);
+	assert_int_equal(s.c[0].window_start, T(2024, 5, 1, 10, 30, 0));
+	assert_int_equal(s.c[0].window_end, T(2024, 5, 1, 10, 31, 0));
+	assert_int_equal(s.c[1].usage, 0);
+	assert_int_equal(s.c[1].has_max, 1);
+	assert_int_equal(s.c[1].max, 10);
+	assert_int_equal(s.c[1].period_count, NS_PER_HOUR);
+	assert_int_equal(s.c[1].window_start, T(2024, 5, 1, 10, 0, 0));
+	assert_int_equal(s.c[1].window_end, T(2024, 5, 1, 11, 0, 0));
+	assert_invariant(&s);
+
+	/* Rolling from an explicit anchor; one counter unlimited; calendar
+	 * and week units on the counters. */
+	c = rcfg(lim(false, 0, "1w"), lim(true, 0, "1M"), false, 60,
+		 T(2024, 1, 31, 8, 0, 0));
+	s = mk(&c, NOW0);
+	assert_int_equal(s.anchor, T(2024, 1, 31, 8, 0, 0));
+	assert_int_equal(s.offset_min, 60);
+	assert_int_equal(s.aligned, 0);
+	assert_int_equal(s.c[0].has_max, 0);
+	assert_int_equal(s.c[0].period_unit, TALLY_PERIOD_WEEK);
+	assert_int_equal(s.c[0].period_count, 1);
+	/* Weeks from Wed Jan 31 08:00: 13 weeks later is Wed May 1 08:00. */
+	assert_int_equal(s.c[0].window_start, T(2024, 5, 1, 8, 0, 0));
+	assert_int_equal(s.c[0].window_end, T(2024, 5, 8, 8, 0, 0));
+	assert_int_equal(s.c[1].has_max, 1);
+	assert_int_equal(s.c[1].max, 0);
+	assert_int_equal(s.c[1].period_unit, TALLY_PERIOD_MONTH);
+	/* Months from Jan 31 08:00 UTC (09:00 local): Apr 30, May 31. */
+	assert_int_equal(s.c[1].window_start, T(2024, 4, 30, 8, 0, 0));
+	assert_int_equal(s.c[1].window_end, T(2024, 5, 31, 8, 0, 0));
+}
+
+static void
+test_get(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+	struct rres r;
+
+	(void)state;
+	s.version = 9;
+	s.c[0].usage = 150;
+	s.c[1].usage = 3;
+	r = op(&s, TALLY__OP_GET, NOW0, 0, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(r.install);
+	assert_int_equal(r.mask, 0);
+	assert_int_equal(r.rolls.n, 0);
+	assert_snap_equal(&r.next, &s);
+
+	r = op(&s, TALLY__OP_GET, T(2024, 5, 2, 0, 0, 0), 0, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	assert_snap_equal(&r.next, &s);
+}
+
+static void
+test_bump_adds_both(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+	struct rres r;
+
+	(void)state;
+	r = op(&s, TALLY__OP_BUMP, NOW0, 7, 1);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	assert_int_equal(r.mask, 0);
+	assert_int_equal(r.next.c[0].usage, 7);
+	assert_int_equal(r.next.c[1].usage, 1);
+	assert_int_equal(r.next.c[0].window_start, s.c[0].window_start);
+	assert_int_equal(r.next.c[1].window_start, s.c[1].window_start);
+
+	/* One counter only. */
+	s = r.next;
+	r = op(&s, TALLY__OP_BUMP, NOW0, 0, 4);
+	assert_true(r.install);
+	assert_int_equal(r.next.c[0].usage, 7);
+	assert_int_equal(r.next.c[1].usage, 5);
+
+	/* Never refused over the limits. */
+	r = op(&s, TALLY__OP_BUMP, NOW0, 1000, 1000);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.next.c[0].usage, 1007);
+	assert_int_equal(r.next.c[1].usage, 1001);
+
+	/* Nothing to add, nothing due: no install. */
+	r = op(&s, TALLY__OP_BUMP, NOW0, 0, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	assert_snap_equal(&r.next, &s);
+}
+
+static void
+test_bump_rolls_independently(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+	struct rres r;
+
+	(void)state;
+	s.c[0].usage = 40;
+	s.c[1].usage = 3;
+
+	/* 10:31: tokens due, requests not. */
+	r = op(&s, TALLY__OP_BUMP, T(2024, 5, 1, 10, 31, 0), 2, 1);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.rolls.n, 1);
+	assert_int_equal(r.rolls.note[0].counter, TOK);
+	assert_note(&r, TOK, 40, T(2024, 5, 1, 10, 30, 0),
+		    T(2024, 5, 1, 10, 31, 0));
+	assert_int_equal(r.next.c[0].usage, 2);
+	assert_int_equal(r.next.c[0].window_start, T(2024, 5, 1, 10, 31, 0));
+	assert_int_equal(r.next.c[0].window_end, T(2024, 5, 1, 10, 32, 0));
+	assert_int_equal(r.next.c[1].usage, 4);
+	assert_int_equal(r.next.c[1].window_start, T(2024, 5, 1, 10, 0, 0));
+	assert_int_equal(r.next.c[1].window_end, T(2024, 5, 1, 11, 0, 0));
+
+	/* 11:00:30: both due, two notes in one transition. */
+	r = op(&s, TALLY__OP_BUMP, T(2024, 5, 1, 11, 0, 30), 5, 6);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.rolls.n, 2);
+	assert_note(&r, TOK, 40, T(2024, 5, 1, 10, 30, 0),
+		    T(2024, 5, 1, 11, 0, 0));
+	assert_note(&r, REQ, 3, T(2024, 5, 1, 10, 0, 0),
+		    T(2024, 5, 1, 11, 0, 0));
+	assert_int_equal(r.next.c[0].usage, 5);
+	assert_int_equal(r.next.c[0].window_end, T(2024, 5, 1, 11, 1, 0));
+	assert_int_equal(r.next.c[1].usage, 6);
+	assert_int_equal(r.next.c[1].window_end, T(2024, 5, 1, 12, 0, 0));
+
+	/* A bump of nothing that rolls is still a write. */
+	r = op(&s, TALLY__OP_BUMP, T(2024, 5, 1, 10, 45, 0), 0, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.rolls.n, 1);
+	assert_note(&r, TOK, 40, T(2024, 5, 1, 10, 30, 0),
+		    T(2024, 5, 1, 10, 45, 0));
+	assert_int_equal(r.next.c[0].usage, 0);
+	assert_int_equal(r.next.c[1].usage, 3);
+
+	/* Requests due only (tokens on a longer period). */
+	c = rcfg(lim(true, 100, "1d"), lim(true, 10, "1h"), true, 0,
+		 TALLY_ANCHOR_DEFAULT);
+	s = mk(&c, NOW0);
+	s.c[0].usage = 11;
+	s.c[1].usage = 9;
+	r = op(&s, TALLY__OP_BUMP, T(2024, 5, 1, 13, 0, 0), 1, 1);
+	assert_int_equal(r.rolls.n, 1);
+	assert_int_equal(r.rolls.note[0].counter, REQ);
+	assert_note(&r, REQ, 9, T(2024, 5, 1, 10, 0, 0),
+		    T(2024, 5, 1, 13, 0, 0));
+	assert_int_equal(r.next.c[0].usage, 12);
+	assert_int_equal(r.next.c[0].window_start, T(2024, 5, 1, 0, 0, 0));
+	assert_int_equal(r.next.c[1].usage, 1);
+}
+
+static void
+test_check_mask(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+	struct rres r;
+	static const struct {
+		int64_t tok, req;
+		int rc;
+		unsigned mask;
+	} cases[] = {
+		{0, 0, TALLY_OK, 0},
+		{99, 9, TALLY_OK, 0},
+		{100, 9, TALLY_LIMITED, TOK},
+		{99, 10, TALLY_LIMITED, REQ},
+		{100, 10, TALLY_LIMITED, BOTH},
+		{INT64_MAX, 11, TALLY_LIMITED, BOTH},
+		{101, 0, TALLY_LIMITED, TOK},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		s.c[0].usage = cases[i].tok;
+		s.c[1].usage = cases[i].req;
+		r = op(&s, TALLY__OP_CHECK, NOW0, 0, 0);
+		assert_int_equal(r.rc, cases[i].rc);
+		assert_int_equal(r.mask, cases[i].mask);
+		assert_false(r.install);
+		assert_int_equal(r.rolls.n, 0);
+	}
+
+	/* A due counter counts as rolled; the other keeps blocking. */
+	s.c[0].usage = 100;
+	s.c[1].usage = 10;
+	r = op(&s, TALLY__OP_CHECK, T(2024, 5, 1, 10, 31, 0), 0, 0);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	assert_int_equal(r.mask, REQ);
+	assert_false(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	assert_int_equal(r.next.c[0].usage, 0);
+	assert_int_equal(r.next.c[0].window_start, T(2024, 5, 1, 10, 31, 0));
+	assert_int_equal(r.next.c[1].usage, 10);
+	r = op(&s, TALLY__OP_CHECK, T(2024, 5, 1, 11, 0, 0), 0, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_int_equal(r.mask, 0);
+	assert_false(r.install);
+	assert_int_equal(r.next.c[1].usage, 0);
+
+	/* Counters without a max never block; max 0 always blocks. */
+	c = rcfg(lim(false, 0, "1m"), lim(true, 0, "1h"), true, 0,
+		 TALLY_ANCHOR_DEFAULT);
+	s = mk(&c, NOW0);
+	s.c[0].usage = INT64_MAX;
+	r = op(&s, TALLY__OP_CHECK, NOW0, 0, 0);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	assert_int_equal(r.mask, REQ);
+	c = rcfg(lim(false, 5, "1m"), lim(false, 5, "1h"), true, 0,
+		 TALLY_ANCHOR_DEFAULT);
+	s = mk(&c, NOW0);
+	s.c[0].usage = INT64_MAX;
+	s.c[1].usage = 1000;
+	r = op(&s, TALLY__OP_CHECK, NOW0, 0, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_int_equal(r.mask, 0);
+}
+
+static void
+test_try_all_or_nothing(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+	struct rres r;
+
+	(void)state;
+	s.c[0].usage = 60;
+	s.c[1].usage = 5;
+
+	r = op(&s, TALLY__OP_TRY, NOW0, 40, 5);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.mask, 0);
+	assert_int_equal(r.rolls.n, 0);
+	assert_int_equal(r.next.c[0].usage, 100);
+	assert_int_equal(r.next.c[1].usage, 10);
+
+	r = op(&s, TALLY__OP_TRY, NOW0, 41, 1);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	assert_false(r.install);
+	assert_int_equal(r.mask, TOK);
+	assert_int_equal(r.next.c[0].usage, 60);
+	assert_int_equal(r.next.c[1].usage, 5);
+
+	r = op(&s, TALLY__OP_TRY, NOW0, 1, 6);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	assert_false(r.install);
+	assert_int_equal(r.mask, REQ);
+	assert_int_equal(r.next.c[0].usage, 60);
+	assert_int_equal(r.next.c[1].usage, 5);
+
+	r = op(&s, TALLY__OP_TRY, NOW0, 41, 6);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	assert_false(r.install);
+	assert_int_equal(r.mask, BOTH);
+
+	r = op(&s, TALLY__OP_TRY, NOW0, INT64_MAX, INT64_MAX);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	assert_int_equal(r.mask, BOTH);
+	assert_false(r.install);
+
+	/* Nothing asked, nothing due: OK without install. */
+	r = op(&s, TALLY__OP_TRY, NOW0, 0, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(r.install);
+	assert_int_equal(r.mask, 0);
+	assert_snap_equal(&r.next, &s);
+
+	/* Tokens due: the roll makes room, taken in the same transition. */
+	s.c[0].usage = 100;
+	r = op(&s, TALLY__OP_TRY, T(2024, 5, 1, 10, 31, 0), 100, 1);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.rolls.n, 1);
+	assert_note(&r, TOK, 100, T(2024, 5, 1, 10, 30, 0),
+		    T(2024, 5, 1, 10, 31, 0));
+	assert_int_equal(r.next.c[0].usage, 100);
+	assert_int_equal(r.next.c[1].usage, 6);
+
+	/* Tokens due, requests do not fit: nothing, not even the roll. */
+	r = op(&s, TALLY__OP_TRY, T(2024, 5, 1, 10, 31, 0), 1, 6);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	assert_false(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	assert_int_equal(r.mask, REQ);
+
+	/* Both due, tokens do not fit even when rolled. */
+	r = op(&s, TALLY__OP_TRY, T(2024, 5, 1, 11, 0, 0), 101, 1);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	assert_false(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	assert_int_equal(r.mask, TOK);
+
+	/* A counter without a max takes anything that does not overflow. */
+	c = rcfg(lim(false, 0, "1m"), lim(true, 10, "1h"), true, 0,
+		 TALLY_ANCHOR_DEFAULT);
+	s = mk(&c, NOW0);
+	r = op(&s, TALLY__OP_TRY, NOW0, INT64_MAX, 10);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.next.c[0].usage, INT64_MAX);
+	assert_int_equal(r.next.c[1].usage, 10);
+	s = r.next;
+	r = op(&s, TALLY__OP_TRY, NOW0, 1, 0);
+	assert_int_equal(r.rc, TALLY_EOVERFLOW);
+	assert_false(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	/* Limited wins over overflow: nothing could be taken anyway. */
+	r = op(&s, TALLY__OP_TRY, NOW0, 1, 1);
+	assert_true(r.rc == TALLY_LIMITED || r.rc == TALLY_EOVERFLOW);
+	assert_false(r.install);
+}
+
+static void
+test_overflow(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+	struct rres r;
+
+	(void)state;
+	s.c[0].usage = INT64_MAX - 1;
+	s.c[1].usage = 3;
+	r = op(&s, TALLY__OP_BUMP, NOW0, 2, 1);
+	assert_int_equal(r.rc, TALLY_EOVERFLOW);
+	assert_false(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	r = op(&s, TALLY__OP_BUMP, NOW0, 1, 1);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_int_equal(r.next.c[0].usage, INT64_MAX);
+	assert_int_equal(r.next.c[1].usage, 4);
+
+	s.c[0].usage = 3;
+	s.c[1].usage = INT64_MAX;
+	r = op(&s, TALLY__OP_BUMP, NOW0, 1, 1);
+	assert_int_equal(r.rc, TALLY_EOVERFLOW);
+	assert_false(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	r = op(&s, TALLY__OP_BUMP, NOW0, INT64_MAX - 3, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_int_equal(r.next.c[0].usage, INT64_MAX);
+	assert_int_equal(r.next.c[1].usage, INT64_MAX);
+
+	/* Tokens due (would roll) but requests overflow: no roll either. */
+	r = op(&s, TALLY__OP_BUMP, T(2024, 5, 1, 10, 31, 0), 1, 1);
+	assert_int_equal(r.rc, TALLY_EOVERFLOW);
+	assert_false(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	/* Requests due: the roll makes room. */
+	r = op(&s, TALLY__OP_BUMP, T(2024, 5, 1, 11, 0, 0), 1, INT64_MAX);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_int_equal(r.rolls.n, 2);
+	assert_int_equal(r.next.c[1].usage, INT64_MAX);
+}
+
+static void
+test_reset(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+	int64_t t = T(2024, 5, 1, 10, 45, 20);
+	struct rres r;
+
+	(void)state;
+	s.version = UINT64_C(0x300000002);
+	s.c[0].usage = 70;
+	s.c[1].usage = 8;
+
+	r = reset(&s, t, UINT64_C(0x300000001), BOTH);
+	assert_int_equal(r.rc, TALLY_CONFLICT);
+	assert_false(r.install);
+	assert_int_equal(r.mask, 0);
+	assert_int_equal(r.rolls.n, 0);
+	assert_snap_equal(&r.next, &s);
+
+	/* Tokens only, at 10:45:20: its window of now is 10:45. */
+	r = reset(&s, t, s.version, TOK);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.mask, TOK);
+	assert_int_equal(r.rolls.n, 1);
+	assert_note(&r, TOK, 70, T(2024, 5, 1, 10, 30, 0),
+		    T(2024, 5, 1, 10, 45, 0));
+	assert_int_equal(r.next.c[0].usage, 0);
+	assert_int_equal(r.next.c[0].window_start, T(2024, 5, 1, 10, 45, 0));
+	assert_int_equal(r.next.c[0].window_end, T(2024, 5, 1, 10, 46, 0));
+	assert_counter_equal(&r.next.c[1], &s.c[1]);
+
+	/* Requests only. */
+	r = reset(&s, t, s.version, REQ);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.mask, REQ);
+	assert_int_equal(r.rolls.n, 1);
+	assert_note(&r, REQ, 8, T(2024, 5, 1, 10, 0, 0),
+		    T(2024, 5, 1, 10, 0, 0));
+	assert_int_equal(r.next.c[1].usage, 0);
+	assert_int_equal(r.next.c[1].window_start, T(2024, 5, 1, 10, 0, 0));
+	assert_counter_equal(&r.next.c[0], &s.c[0]);
+
+	/* Both. */
+	r = reset(&s, t, s.version, BOTH);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.mask, BOTH);
+	assert_int_equal(r.rolls.n, 2);
+	assert_note(&r, TOK, 70, T(2024, 5, 1, 10, 30, 0),
+		    T(2024, 5, 1, 10, 45, 0));
+	assert_note(&r, REQ, 8, T(2024, 5, 1, 10, 0, 0),
+		    T(2024, 5, 1, 10, 0, 0));
+	assert_int_equal(r.next.c[0].usage, 0);
+	assert_int_equal(r.next.c[1].usage, 0);
+
+	/* Due only, only tokens due: requests keep their usage. */
+	r = reset(&s, t, s.version, BOTH | TALLY_RESET_DUE_ONLY);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.mask, TOK);
+	assert_int_equal(r.rolls.n, 1);
+	assert_note(&r, TOK, 70, T(2024, 5, 1, 10, 30, 0),
+		    T(2024, 5, 1, 10, 45, 0));
+	assert_int_equal(r.next.c[0].usage, 0);
+	assert_counter_equal(&r.next.c[1], &s.c[1]);
+
+	/* Due only, requests asked, not due: nothing, version stays. */
+	r = reset(&s, t, s.version, REQ | TALLY_RESET_DUE_ONLY);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(r.install);
+	assert_int_equal(r.mask, 0);
+	assert_int_equal(r.rolls.n, 0);
+	assert_snap_equal(&r.next, &s);
+
+	/* Due only, nothing due at all. */
+	r = reset(&s, NOW0, s.version, BOTH | TALLY_RESET_DUE_ONLY);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(r.install);
+	assert_int_equal(r.mask, 0);
+
+	/* Due only at 11:00: both due. */
+	r = reset(&s, T(2024, 5, 1, 11, 0, 0), s.version,
+		  BOTH | TALLY_RESET_DUE_ONLY);
+	assert_int_equal(r.mask, BOTH);
+	assert_int_equal(r.rolls.n, 2);
+	assert_note(&r, REQ, 8, T(2024, 5, 1, 10, 0, 0),
+		    T(2024, 5, 1, 11, 0, 0));
+
+	/* Due only but the due counter is not asked for. */
+	r = reset(&s, t, s.version, REQ | TALLY_RESET_DUE_ONLY);
+	assert_int_equal(r.mask, 0);
+	assert_false(r.install);
+
+	/* The clock went backwards: windows kept. */
+	r = reset(&s, T(2024, 5, 1, 9, 0, 0), s.version, BOTH);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_int_equal(r.mask, BOTH);
+	assert_note(&r, TOK, 70, T(2024, 5, 1, 10, 30, 0),
+		    T(2024, 5, 1, 10, 30, 0));
+	assert_note(&r, REQ, 8, T(2024, 5, 1, 10, 0, 0),
+		    T(2024, 5, 1, 10, 0, 0));
+	assert_int_equal(r.next.c[0].window_start, T(2024, 5, 1, 10, 30, 0));
+	assert_int_equal(r.next.c[0].window_end, T(2024, 5, 1, 10, 31, 0));
+	assert_int_equal(r.next.c[1].window_start, T(2024, 5, 1, 10, 0, 0));
+	assert_int_equal(r.next.c[1].window_end, T(2024, 5, 1, 11, 0, 0));
+	assert_int_equal(r.next.c[0].usage, 0);
+	assert_int_equal(r.next.c[1].usage, 0);
+}
+
+static void
+test_roll(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+	struct rres r;
+
+	(void)state;
+	s.c[0].usage = 4;
+	s.c[1].usage = 2;
+	r = op(&s, TALLY__OP_ROLL, T(2024, 5, 1, 10, 31, 0) - 1, 0, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	assert_snap_equal(&r.next, &s);
+
+	r = op(&s, TALLY__OP_ROLL, T(2024, 5, 1, 10, 31, 0), 0, 0);
+	assert_true(r.install);
+	assert_int_equal(r.rolls.n, 1);
+	assert_note(&r, TOK, 4, T(2024, 5, 1, 10, 30, 0),
+		    T(2024, 5, 1, 10, 31, 0));
+	assert_int_equal(r.next.c[1].usage, 2);
+
+	/* Many missed windows: one roll per counter, to the latest. */
+	r = op(&s, TALLY__OP_ROLL, T(2024, 5, 3, 7, 12, 59), 0, 0);
+	assert_true(r.install);
+	assert_int_equal(r.rolls.n, 2);
+	assert_note(&r, TOK, 4, T(2024, 5, 1, 10, 30, 0),
+		    T(2024, 5, 3, 7, 12, 0));
+	assert_note(&r, REQ, 2, T(2024, 5, 1, 10, 0, 0),
+		    T(2024, 5, 3, 7, 0, 0));
+	assert_int_equal(r.next.c[0].usage, 0);
+	assert_int_equal(r.next.c[1].usage, 0);
+	assert_int_equal(r.next.c[0].window_end, T(2024, 5, 3, 7, 13, 0));
+	assert_int_equal(r.next.c[1].window_end, T(2024, 5, 3, 8, 0, 0));
+
+	/* Time going backwards never rolls or moves a window. */
+	s = r.next;
+	r = op(&s, TALLY__OP_ROLL, NOW0, 0, 0);
+	assert_false(r.install);
+	r = op(&s, TALLY__OP_BUMP, NOW0, 3, 3);
+	assert_int_equal(r.rolls.n, 0);
+	assert_int_equal(r.next.c[0].window_start, T(2024, 5, 3, 7, 12, 0));
+	assert_int_equal(r.next.c[1].window_start, T(2024, 5, 3, 7, 0, 0));
+	r = op(&s, TALLY__OP_CHECK, INT64_MIN, 0, 0);
+	assert_int_equal(r.next.c[0].window_start, T(2024, 5, 3, 7, 12, 0));
+}
+
+static void
+test_upsert(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+	struct rres r;
+
+	(void)state;
+	s.c[0].usage = 30;
+	s.c[1].usage = 4;
+
+	/* tokens 1m -> 5m, requests 1h -> 1d: each end re-derived. */
+	c = rcfg(lim(true, 500, "5m"), lim(false, 0, "1d"), true, 0,
+		 TALLY_ANCHOR_DEFAULT);
+	r = upsert(&s, T(2024, 5, 1, 10, 30, 40), &c);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_true(r.install);
+	assert_int_equal(r.rolls.n, 0);
+	assert_int_equal(r.next.anchor, NOW0);
+	assert_int_equal(r.next.c[0].usage, 30);
+	assert_int_equal(r.next.c[0].max, 500);
+	assert_int_equal(r.next.c[0].period_count, 5 * NS_PER_MIN);
+	assert_int_equal(r.next.c[0].window_start, T(2024, 5, 1, 10, 30, 0));
+	assert_int_equal(r.next.c[0].window_end, T(2024, 5, 1, 10, 35, 0));
+	assert_int_equal(r.next.c[1].usage, 4);
+	assert_int_equal(r.next.c[1].has_max, 0);
+	assert_int_equal(r.next.c[1].window_start, T(2024, 5, 1, 10, 0, 0));
+	assert_int_equal(r.next.c[1].window_end, T(2024, 5, 2, 0, 0, 0));
+
+	/* Shorter: tokens 1m -> 1s, requests 1h -> 15m. */
+	c = rcfg(lim(true, 100, "1s"), lim(true, 10, "15m"), true, 0,
+		 TALLY_ANCHOR_DEFAULT);
+	r = upsert(&s, NOW0, &c);
+	assert_int_equal(r.next.c[0].window_end, T(2024, 5, 1, 10, 30, 1));
+	assert_int_equal(r.next.c[1].window_end, T(2024, 5, 1, 10, 15, 0));
+
+	/* Explicit anchor, rolling: both ends move to the new lattice. */
+	c = rcfg(lim(true, 100, "1m"), lim(true, 10, "1h"), false, 0,
+		 T(2024, 5, 1, 0, 0, 20));
+	r = upsert(&s, NOW0, &c);
+	assert_int_equal(r.next.anchor, T(2024, 5, 1, 0, 0, 20));
+	assert_int_equal(r.next.aligned, 0);
+	assert_int_equal(r.next.c[0].window_start, T(2024, 5, 1, 10, 30, 0));
+	assert_int_equal(r.next.c[0].window_end, T(2024, 5, 1, 10, 30, 20));
+	assert_int_equal(r.next.c[1].window_start, T(2024, 5, 1, 10, 0, 0));
+	assert_int_equal(r.next.c[1].window_end, T(2024, 5, 1, 10, 0, 20));
+
+	/* Offset on the aligned grid: requests 1d at local midnight. */
+	c = rcfg(lim(true, 100, "1m"), lim(true, 10, "1d"), true, -300,
+		 TALLY_ANCHOR_DEFAULT);
+	r = upsert(&s, NOW0, &c);
+	assert_int_equal(r.next.offset_min, -300);
+	assert_int_equal(r.next.c[1].window_end, T(2024, 5, 2, 5, 0, 0));
+	assert_int_equal(r.next.c[0].window_end, T(2024, 5, 1, 10, 31, 0));
+
+	/* Upsert never rolls, even when both are due. */
+	c = std_cfg();
+	r = upsert(&s, T(2024, 6, 1, 0, 0, 0), &c);
+	assert_int_equal(r.rolls.n, 0);
+	assert_int_equal(r.next.c[0].usage, 30);
+	assert_int_equal(r.next.c[1].usage, 4);
+	assert_int_equal(r.next.c[0].window_start, T(2024, 5, 1, 10, 30, 0));
+}
+
+static void
+test_calendar(void **state)
+{
+	/* tokens per local day at +05:30, requests per calendar month. */
+	tally_ratelimit_config c =
+		rcfg(lim(true, 1000, "1d"), lim(true, 50, "1M"), true, 330,
+		     TALLY_ANCHOR_DEFAULT);
+	struct tally__rl_snap s = mk(&c, T(2024, 2, 28, 20, 0, 0));
+	struct rres r;
+
+	(void)state;
+	/* 20:00 UTC is Feb 29 01:30 local. */
+	assert_int_equal(s.c[0].window_start, T(2024, 2, 28, 18, 30, 0));
+	assert_int_equal(s.c[0].window_end, T(2024, 2, 29, 18, 30, 0));
+	assert_int_equal(s.c[1].window_start, T(2024, 1, 31, 18, 30, 0));
+	assert_int_equal(s.c[1].window_end, T(2024, 2, 29, 18, 30, 0));
+	s.c[0].usage = 10;
+	s.c[1].usage = 20;
+	r = op(&s, TALLY__OP_BUMP, T(2024, 2, 29, 18, 29, 59), 1, 1);
+	assert_int_equal(r.rolls.n, 0);
+	r = op(&s, TALLY__OP_BUMP, T(2024, 2, 29, 18, 30, 0), 1, 1);
+	assert_int_equal(r.rolls.n, 2);
+	assert_note(&r, TOK, 10, T(2024, 2, 28, 18, 30, 0),
+		    T(2024, 2, 29, 18, 30, 0));
+	assert_note(&r, REQ, 20, T(2024, 1, 31, 18, 30, 0),
+		    T(2024, 2, 29, 18, 30, 0));
+	assert_int_equal(r.next.c[0].window_end, T(2024, 3, 1, 18, 30, 0));
+	assert_int_equal(r.next.c[1].window_end, T(2024, 3, 31, 18, 30, 0));
+}
+
+static void
+test_validate(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+
+	(void)state;
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+
+	c.tokens.period = (tally_period){0, TALLY_PERIOD_NONE};
+	assert_int_equal(tally__rl_validate(&c), TALLY_EPERIOD);
+	c = std_cfg();
+	c.requests.period = (tally_period){0, TALLY_PERIOD_NONE};
+	assert_int_equal(tally__rl_validate(&c), TALLY_EPERIOD);
+	c = std_cfg();
+	c.requests.period = (tally_period){0, TALLY_PERIOD_FIXED};
+	assert_int_equal(tally__rl_validate(&c), TALLY_EPERIOD);
+	c = std_cfg();
+	c.tokens.period = (tally_period){1, 17};
+	assert_int_equal(tally__rl_validate(&c), TALLY_EPERIOD);
+	c = std_cfg();
+	c.tokens.period =
+		(tally_period){TALLY__MONTH_COUNT_MAX + 1, TALLY_PERIOD_MONTH};
+	assert_int_equal(tally__rl_validate(&c), TALLY_EPERIOD);
+
+	c = std_cfg();
+	c.tokens.max = -1;
+	assert_int_equal(tally__rl_validate(&c), TALLY_EINVAL);
+	c = std_cfg();
+	c.requests.max = INT64_MIN;
+	assert_int_equal(tally__rl_validate(&c), TALLY_EINVAL);
+	/* Without has_max the max is not looked at. */
+	c = std_cfg();
+	c.requests.has_max = false;
+	c.requests.max = -1;
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+	c = std_cfg();
+	c.tokens.max = 0;
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+
+	c = std_cfg();
+	c.utc_offset_minutes = 1440;
+	assert_int_equal(tally__rl_validate(&c), TALLY_EINVAL);
+	c.utc_offset_minutes = -1440;
+	assert_int_equal(tally__rl_validate(&c), TALLY_EINVAL);
+	c.utc_offset_minutes = 1439;
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+	c.utc_offset_minutes = -1439;
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+
+	c = std_cfg();
+	c.tokens.period = P("1w");
+	c.requests.period = P("1Y");
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+}
+
+static void
+test_view_copies_every_field(void **state)
+{
+	struct tally__rl_snap s;
+	tally_ratelimit_view v;
+
+	(void)state;
+	memset(&s, 0, sizeof s);
+	s.version = UINT64_C(0xfedcba9876543210);
+	s.c[0] = (struct tally__counter){11, -12, 13, 14, 15, TALLY_PERIOD_WEEK,
+					 1};
+	s.c[1] = (struct tally__counter){21, 22, 23, 24, 25, TALLY_PERIOD_MONTH,
+					 0};
+	s.anchor = -31;
+	s.offset_min = 1234;
+	s.aligned = 1;
+	memset(&v, 0x5a, sizeof v);
+	v.config.calendar_aligned = false;
+	v.config.tokens.has_max = false;
+	v.config.requests.has_max = true;
+	tally__rl_view(&s, &v);
+	assert_int_equal(v.version, UINT64_C(0xfedcba9876543210));
+	assert_int_equal(v.tokens.usage, 11);
+	assert_int_equal(v.tokens.window_start, -12);
+	assert_int_equal(v.tokens.window_end, 13);
+	assert_int_equal(v.config.tokens.max, 14);
+	assert_int_equal(v.config.tokens.period.count, 15);
+	assert_int_equal(v.config.tokens.period.unit, TALLY_PERIOD_WEEK);
+	assert_true(v.config.tokens.has_max);
+	assert_int_equal(v.requests.usage, 21);
+	assert_int_equal(v.requests.window_start, 22);
+	assert_int_equal(v.requests.window_end, 23);
+	assert_int_equal(v.config.requests.max, 24);
+	assert_int_equal(v.config.requests.period.count, 25);
+	assert_int_equal(v.config.requests.period.unit, TALLY_PERIOD_MONTH);
+	assert_false(v.config.requests.has_max);
+	assert_int_equal(v.config.anchor, -31);
+	assert_int_equal(v.config.utc_offset_minutes, 1234);
+	assert_true(v.config.calendar_aligned);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_init),
+		cmocka_unit_test(test_get),
+		cmocka_unit_test(test_bump_adds_both),
+		cmocka_unit_test(test_bump_rolls_independently),
+		cmocka_unit_test(test_check_mask),
+		cmocka_unit_test(test_try_all_or_nothing),
+		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_reset),
+		cmocka_unit_test(test_roll),
+		cmocka_unit_test(test_upsert),
+		cmocka_unit_test(test_calendar),
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_view_copies_every_field),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
