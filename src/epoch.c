@@ -27,15 +27,16 @@
  * cache that the next writes reuse. Above a high-water mark of pending
  * objects a thread yields and polls again a bounded number of times: a
  * barrier that cannot deadlock when another thread stalls inside a section
- * (then pending memory grows, visible in tally_store_stats, and nothing
- * blocks).
+ * (then pending memory grows, visible in tally_store_stats, nothing blocks,
+ * and the thread waits again only each time its pending count doubles).
  *
  * Lifetime. A thread is registered lazily with each store it touches; its
  * record lives on the heap (from the store's allocator) and stays registered
  * with ck_epoch until the store is destroyed. When the thread exits, a
  * pthread key destructor submits its partial batch, polls once and parks the
  * record on the store's idle list, still registered and with whatever
- * garbage it still holds; the next new thread adopts it (and its garbage).
+ * garbage it still holds; the next new thread adopts it (and its garbage),
+ * and until then threads that poll drain it on its behalf (help_idle).
  * A record is never unregistered while it holds callbacks, because
  * ck_epoch_unregister would drop them.
  */
@@ -47,7 +48,6 @@
 
 #include "internal.h"
 
-#define TALLY__PENDING_HIGH (16u * TALLY__BATCH_CAP)
 #define TALLY__BARRIER_SPINS 64
 
 #define batch_of(e) ((struct tally__batch *)(void *)(e))
@@ -189,6 +189,36 @@ tally__retire(struct tally__thread *t, void *ptr, size_t size,
 	tally__stat_max(&t->st.peak_pending, pending_of(t));
 }
 
+static bool
+has_garbage(const struct tally__thread *t)
+{
+	return pending_of(t) > (t->batch != NULL ? t->batch->n : 0);
+}
+
+/*
+ * Garbage left by exited threads: their records wait on the idle list, and
+ * nobody polls a record that nobody owns. A thread that polls anyway takes
+ * the registration lock, if free, and polls idle records on their behalf:
+ * holding the lock makes it their only owner (adoption takes it too).
+ */
+static void
+help_idle(tally_store *s)
+{
+	struct tally__thread *i;
+	bool dirty = false;
+
+	if (pthread_mutex_trylock(&s->reg_lock) != 0)
+		return;
+	for (i = s->idle; i != NULL; i = i->idle_next) {
+		if (has_garbage(i))
+			poll_once(i);
+		dirty |= has_garbage(i);
+	}
+	if (!dirty)
+		tally__store_uint(&s->idle_dirty, 0);
+	pthread_mutex_unlock(&s->reg_lock);
+}
+
 void
 tally__maintain(struct tally__thread *t)
 {
@@ -197,14 +227,28 @@ tally__maintain(struct tally__thread *t)
 	if (!t->need_poll || t->epoch.active != 0)
 		return;
 	poll_once(t);
-	for (spins = 0; pending_of(t) > TALLY__PENDING_HIGH &&
-			spins < TALLY__BARRIER_SPINS;
-	     spins++) {
-		sched_yield();
-		poll_once(t);
+	if (tally__load_uint(&t->store->idle_dirty) != 0)
+		help_idle(t->store);
+	if (pending_of(t) > t->spin_above) {
+		for (spins = 0; pending_of(t) > TALLY__PENDING_HIGH &&
+				spins < TALLY__BARRIER_SPINS;
+		     spins++) {
+			sched_yield();
+			poll_once(t);
+		}
+		/*
+		 * A thread stalled inside a section holds the grace period
+		 * back: waiting longer would only stall this thread too. Wait
+		 * again only once pending memory has doubled, so a stalled
+		 * peer costs a logarithmic number of waits, not one per call.
+		 */
+		if (pending_of(t) > TALLY__PENDING_HIGH)
+			t->spin_above = 2 * pending_of(t);
 	}
+	if (pending_of(t) <= TALLY__PENDING_HIGH)
+		t->spin_above = TALLY__PENDING_HIGH;
 	/* Still waiting if anything beyond the filling batch is pending. */
-	t->need_poll = pending_of(t) > (t->batch != NULL ? t->batch->n : 0);
+	t->need_poll = has_garbage(t);
 }
 
 void *
@@ -274,6 +318,7 @@ thread_register(tally_store *s, struct tally__thread **out)
 		memset(t, 0, sizeof *t);
 		t->raw = raw;
 		t->store = s;
+		t->spin_above = TALLY__PENDING_HIGH;
 		ck_epoch_register(&s->epoch, &t->epoch, t);
 		pthread_mutex_lock(&s->reg_lock);
 		t->all_next = s->all;
@@ -316,11 +361,13 @@ tally__thread_exit(void *arg)
 	submit(t);
 	if (t->need_poll)
 		poll_once(t);
-	t->need_poll = pending_of(t) > (t->batch != NULL ? t->batch->n : 0);
+	t->need_poll = has_garbage(t);
 	tally__store_uint(&t->in_use, 0);
 	pthread_mutex_lock(&s->reg_lock);
 	t->idle_next = s->idle;
 	s->idle = t;
+	if (t->need_poll)
+		tally__store_uint(&s->idle_dirty, 1);
 	pthread_mutex_unlock(&s->reg_lock);
 }
 

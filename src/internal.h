@@ -167,6 +167,9 @@ enum tally__obj_type {
 };
 
 #define TALLY__BATCH_CAP 64
+/* Pending (retired, not yet freed) objects per thread above which a thread
+ * waits, boundedly, for a grace period (epoch.c). */
+#define TALLY__PENDING_HIGH (16u * TALLY__BATCH_CAP)
 #define TALLY__SNAP_CACHE_MAX 64
 
 struct tally__retired {
@@ -202,6 +205,7 @@ struct tally__thread {
 	unsigned cache_n[2];
 	unsigned in_use; /* atomic: held by a live thread */
 	bool need_poll;  /* a submitted batch awaits its grace period */
+	uint64_t spin_above; /* wait for a grace period above this pending */
 	struct tally__tstats st;
 };
 
@@ -221,6 +225,7 @@ struct tally_store {
 	pthread_mutex_t reg_lock;   /* thread records: all and idle lists */
 	pthread_key_t tkey;
 	unsigned map_gen; /* atomic; bumped when the map is replaced */
+	unsigned idle_dirty; /* atomic; an idle thread record holds garbage */
 	tally_clock_fn *clock;
 	void *clock_ctx;
 	tally_allocator alloc;
