@@ -28,7 +28,7 @@
  * objects a thread yields and polls again a bounded number of times: a
  * barrier that cannot deadlock when another thread stalls inside a section
  * (then pending memory grows, visible in tally_store_stats, nothing blocks,
- * and the thread waits again only each time its pending count doubles).
+ * and the thread waits again after each TALLY__PENDING_HIGH retirements).
  *
  * Lifetime. A thread is registered lazily with each store it touches; its
  * record lives on the heap (from the store's allocator) and stays registered
@@ -237,13 +237,15 @@ tally__maintain(struct tally__thread *t)
 			poll_once(t);
 		}
 		/*
-		 * A thread stalled inside a section holds the grace period
-		 * back: waiting longer would only stall this thread too. Wait
-		 * again only once pending memory has doubled, so a stalled
-		 * peer costs a logarithmic number of waits, not one per call.
+		 * A thread stalled (or descheduled) inside a section holds the
+		 * grace period back: waiting longer would only stall this
+		 * thread too. Wait again after another TALLY__PENDING_HIGH
+		 * retirements: a stalled peer costs one bounded wait per that
+		 * many writes, and pending memory grows by at most that much
+		 * between two attempts to reclaim it.
 		 */
 		if (pending_of(t) > TALLY__PENDING_HIGH)
-			t->spin_above = 2 * pending_of(t);
+			t->spin_above = pending_of(t) + TALLY__PENDING_HIGH;
 	}
 	if (pending_of(t) <= TALLY__PENDING_HIGH)
 		t->spin_above = TALLY__PENDING_HIGH;

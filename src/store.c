@@ -174,7 +174,9 @@ static bool
 hs_compare(const void *stored, const void *arg)
 {
 	const struct tally__record *r = stored;
-	const void *first = *(const void *const *)arg;
+	/* arg is a probe (first field: the tag) or a record being inserted
+	 * (first field: its snapshot pointer, an atomic). */
+	const void *first = tally__snap_load((void *const *)arg);
 
 	/* Pairs with the release before ck_hs_put: r is fully built. */
 	tally__tsan_acquire(r);
