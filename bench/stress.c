@@ -281,6 +281,9 @@ struct violation_log {
 
 static struct violation_log violations = {PTHREAD_MUTEX_INITIALIZER, 0};
 
+static void violation(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
 static void
 violation(const char *fmt, ...)
 {
@@ -848,7 +851,7 @@ main(int argc, char **argv)
 	tally_store_options o = TALLY_STORE_OPTIONS_INIT;
 	struct thread_ctx *w, sweeper, admin, mainctx;
 	struct ledger total = {0};
-	uint64_t ops[OP__COUNT] = {0}, all_ops = 0, request_ops = 0;
+	uint64_t ops[OP__COUNT] = {0}, request_ops = 0;
 	long mismatches = 0, windows = 0;
 	int64_t applied_sum = 0, closed_sum = 0;
 	tally_stats st;
@@ -1015,8 +1018,6 @@ main(int argc, char **argv)
 					s->k.wstart, s->applied, s->closed);
 		}
 	}
-	for (int k = 0; k < OP__COUNT; k++)
-		all_ops += ops[k];
 	request_ops = ops[OP_CHECK] + ops[OP_CHECK_LIMITED] + ops[OP_TRY_OK] +
 		      ops[OP_TRY_LIMITED] + ops[OP_BUMP] + ops[OP_ENOENT];
 
