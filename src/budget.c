@@ -26,18 +26,18 @@ lattice_of(const struct tally__budget_snap *s, tally__lattice *l)
 	l->anchor = s->anchor;
 }
 
-/* Rolls s if due at now; appends a note when rolls != NULL. */
+/* Rolls s if due at a->now; appends a note when rolls != NULL. */
 static bool
-roll_if_due(struct tally__budget_snap *s, int64_t now,
+roll_if_due(struct tally__budget_snap *s, struct tally__args *a,
 	    struct tally__rolls *rolls)
 {
 	tally__lattice l;
 	int64_t start, end;
 
-	if (now < s->window_end)
+	if (!tally__is_due(a, s->window_end))
 		return false;
 	lattice_of(s, &l);
-	tally__window(&l, now, &start, &end);
+	tally__window(&l, a->now, &start, &end);
 	if (start <= s->window_start)
 		return false; /* only under saturation; never moves back */
 	if (rolls != NULL) {
@@ -109,12 +109,16 @@ tally__budget_step(const struct tally__budget_snap *old,
 		return TALLY_OK;
 
 	case TALLY__OP_CHECK:
-		(void)roll_if_due(next, a->now, NULL);
+		(void)roll_if_due(next, a, NULL);
+		if (a->need_exact)
+			return TALLY__NEED_CLOCK;
 		return next->usage >= next->max_limit ? TALLY_LIMITED
 						      : TALLY_OK;
 
 	case TALLY__OP_BUMP:
-		rolled = roll_if_due(next, a->now, rolls);
+		rolled = roll_if_due(next, a, rolls);
+		if (a->need_exact)
+			return TALLY__NEED_CLOCK;
 		if (amount > INT64_MAX - next->usage) {
 			rolls->n = 0;
 			return TALLY_EOVERFLOW;
@@ -124,7 +128,9 @@ tally__budget_step(const struct tally__budget_snap *old,
 		return TALLY_OK;
 
 	case TALLY__OP_TRY:
-		rolled = roll_if_due(next, a->now, rolls);
+		rolled = roll_if_due(next, a, rolls);
+		if (a->need_exact)
+			return TALLY__NEED_CLOCK;
 		if (amount > next->max_limit - next->usage) {
 			/* Nothing taken, nothing changed: not even the roll. */
 			rolls->n = 0;
@@ -159,7 +165,7 @@ tally__budget_step(const struct tally__budget_snap *old,
 		return TALLY_OK;
 
 	case TALLY__OP_ROLL:
-		*install = roll_if_due(next, a->now, rolls);
+		*install = roll_if_due(next, a, rolls);
 		return TALLY_OK;
 
 	case TALLY__OP_UPSERT:

@@ -37,12 +37,30 @@ snap_type(unsigned kind)
 }
 
 static inline int
-step(unsigned kind, const void *old, void *next, struct tally__args *a,
-     struct tally__rolls *rolls, bool *install)
+kind_step(unsigned kind, const void *old, void *next, struct tally__args *a,
+	  struct tally__rolls *rolls, bool *install)
 {
 	if (kind == TALLY_KIND_BUDGET)
 		return tally__budget_step(old, next, a, rolls, install);
 	return tally__rl_step(old, next, a, rolls, install);
+}
+
+/* Runs a transition; if a coarse clock reading could not decide whether a
+ * window is due, reads the exact clock and runs it again. */
+static inline int
+step(tally_store *s, unsigned kind, const void *old, void *next,
+     struct tally__args *a, struct tally__rolls *rolls, bool *install)
+{
+	int rc = kind_step(kind, old, next, a, rolls, install);
+
+	if (rc == TALLY__NEED_CLOCK) {
+		a->now = tally__now(s);
+		a->now_coarse = false;
+		a->need_exact = false;
+		rolls->n = 0;
+		rc = kind_step(kind, old, next, a, rolls, install);
+	}
+	return rc;
 }
 
 static inline void
@@ -138,7 +156,7 @@ tally__cas_loop(tally_store *s, struct tally__thread *t, struct tally__record **
 			return TALLY_ENOENT;
 		}
 		rolls->n = 0;
-		rc = step(kind, old, next, args, rolls, &install);
+		rc = step(s, kind, old, next, args, rolls, &install);
 		if (rc < 0 || !install)
 			return rc;
 		set_version(next, get_version(old) + 1);
@@ -162,7 +180,7 @@ tally__write(struct tally__op *op)
 	struct tally__thread *t;
 	struct tally__probe probe;
 	struct tally__record *r;
-	struct tally__rolls rolls = {0};
+	struct tally__rolls rolls = {.n = 0};
 	enum tally__obj_type type = snap_type(op->kind);
 	bool installed = false;
 	uint64_t version = 0;
@@ -178,7 +196,7 @@ tally__write(struct tally__op *op)
 		return rc;
 	if ((next = tally__snap_alloc(t, type)) == NULL)
 		return TALLY_ENOMEM;
-	op->args.now = tally__now(s);
+	tally__now_for(s, &op->args);
 	tally__probe_init(s, &probe, op->key, len, op->kind);
 
 	tally__section_begin(t);
@@ -220,7 +238,7 @@ tally__read(struct tally__op *op)
 		return rc;
 	/* get shows the snapshot as stored: it needs no clock. */
 	if (op->args.op != TALLY__OP_GET)
-		op->args.now = tally__now(s);
+		tally__now_for(s, &op->args);
 	tally__probe_init(s, &probe, op->key, len, op->kind);
 
 	tally__section_begin(t);
@@ -236,7 +254,7 @@ tally__read(struct tally__op *op)
 			continue;
 		}
 		rolls.n = 0;
-		rc = step(op->kind, old, &buf, &op->args, &rolls, &install);
+		rc = step(s, op->kind, old, &buf, &op->args, &rolls, &install);
 		TALLY_ASSERT(!install);
 		if (rc >= 0)
 			view_of(op->kind, &buf, op->view);
@@ -253,7 +271,7 @@ tally__upsert(struct tally__op *op)
 	struct tally__thread *t;
 	struct tally__probe probe;
 	struct tally__record *r, *fresh = NULL;
-	struct tally__rolls rolls = {0};
+	struct tally__rolls rolls = {.n = 0};
 	enum tally__obj_type type = snap_type(op->kind);
 	bool installed = false;
 	uint64_t version = 0;
@@ -272,7 +290,7 @@ tally__upsert(struct tally__op *op)
 		return TALLY_ENOMEM;
 	op->args.now = tally__now(s);
 	tally__probe_init(s, &probe, op->key, len, op->kind);
-	rec_size = sizeof *r + len + 1;
+	rec_size = tally__record_size(len);
 
 	tally__section_begin(t);
 	for (;;) {
@@ -367,7 +385,7 @@ tally__remove(struct tally__op *op)
 		tally__map_remove(s, t, r);
 		view_of(op->kind, last, op->view);
 		tally__retire(t, last, tally__snap_size(type), type);
-		tally__retire(t, r, sizeof *r + r->key_len + 1u,
+		tally__retire(t, r, tally__record_size(r->key_len),
 			      TALLY__OBJ_RECORD);
 		rc = TALLY_OK;
 	}

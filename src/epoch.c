@@ -152,7 +152,7 @@ submit(struct tally__thread *t)
 }
 
 int
-tally__reserve(struct tally__thread *t, unsigned slots)
+tally__reserve_slow(struct tally__thread *t, unsigned slots)
 {
 	TALLY_ASSERT(slots <= TALLY__BATCH_CAP);
 	if (t->batch == NULL) {
@@ -220,11 +220,11 @@ help_idle(tally_store *s)
 }
 
 void
-tally__maintain(struct tally__thread *t)
+tally__maintain_slow(struct tally__thread *t)
 {
 	unsigned spins;
 
-	if (!t->need_poll || t->epoch.active != 0)
+	if (t->epoch.active != 0)
 		return;
 	poll_once(t);
 	if (tally__load_uint(&t->store->idle_dirty) != 0)
@@ -254,15 +254,8 @@ tally__maintain(struct tally__thread *t)
 }
 
 void *
-tally__snap_alloc(struct tally__thread *t, enum tally__obj_type type)
+tally__snap_alloc_slow(struct tally__thread *t, enum tally__obj_type type)
 {
-	void *p = t->cache[type];
-
-	if (p != NULL) {
-		memcpy(&t->cache[type], p, sizeof(void *));
-		t->cache_n[type]--;
-		return p;
-	}
 	return tally__malloc(t->store, tally__snap_size(type));
 }
 
@@ -297,8 +290,8 @@ cache_clear(struct tally__thread *t)
 	}
 }
 
-static int
-thread_register(tally_store *s, struct tally__thread **out)
+int
+tally__thread_register(tally_store *s, struct tally__thread **out)
 {
 	struct tally__thread *t;
 
@@ -341,17 +334,6 @@ thread_register(tally_store *s, struct tally__thread **out)
 	return TALLY_OK;
 }
 
-int
-tally__thread_get(tally_store *s, struct tally__thread **out)
-{
-	struct tally__thread *t = pthread_getspecific(s->tkey);
-
-	if (t != NULL) {
-		*out = t;
-		return TALLY_OK;
-	}
-	return thread_register(s, out);
-}
 
 /* pthread key destructor: the thread is exiting. */
 void

@@ -34,35 +34,49 @@ read64(const unsigned char *p)
 }
 
 static inline uint64_t
-read_tail(const unsigned char *p, size_t n)
+read32(const unsigned char *p)
 {
-	uint64_t v = 0;
+	uint32_t v;
 
-	/* n in 1..7: assemble little-endian without reading past the end. */
-	for (size_t i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
+	memcpy(&v, p, sizeof v);
 	return v;
+}
+
+/* A short key (1..7 bytes) as one word, without reading past its end:
+ * two overlapping 4-byte reads, or three single bytes. The length is mixed
+ * in separately, so overlaps cannot make two keys collide. */
+static inline uint64_t
+read_short(const unsigned char *p, size_t n)
+{
+	if (n >= 4)
+		return read32(p) << 32 | read32(p + n - 4);
+	return (uint64_t)p[0] << 16 | (uint64_t)p[n / 2] << 8 | p[n - 1];
 }
 
 uint64_t
 tally__hash(const void *key, size_t len, uint64_t seed)
 {
 	const unsigned char *p = key;
+	const unsigned char *end = p + len;
 	uint64_t h = seed ^ fold_mul(len + TALLY__K2, TALLY__K0);
 
-	while (len >= 16) {
-		h = fold_mul(h ^ read64(p) ^ TALLY__K1,
-			     read64(p + 8) ^ TALLY__K0);
-		p += 16;
-		len -= 16;
+	if (len < 8) {
+		if (len > 0)
+			h = fold_mul(h ^ read_short(p, len), TALLY__K1);
+	} else {
+		while (end - p > 16) {
+			h = fold_mul(h ^ read64(p) ^ TALLY__K1,
+				     read64(p + 8) ^ TALLY__K0);
+			p += 16;
+		}
+		/* The last 9..16 bytes as two words, the first one
+		 * overlapping what was already mixed when needed. */
+		if (end - p > 8)
+			h = fold_mul(h ^ read64(p) ^ TALLY__K1,
+				     read64(end - 8) ^ TALLY__K0);
+		else
+			h = fold_mul(h ^ read64(end - 8), TALLY__K1);
 	}
-	if (len >= 8) {
-		h = fold_mul(h ^ read64(p), TALLY__K1);
-		p += 8;
-		len -= 8;
-	}
-	if (len > 0)
-		h = fold_mul(h ^ read_tail(p, len), TALLY__K0);
 
 	/* Final avalanche (xor-shift-multiply). */
 	h ^= h >> 32;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <ck_epoch.h>
 #include <ck_hs.h>
@@ -105,12 +106,45 @@ enum tally__op_code {
 struct tally__args {
 	enum tally__op_code op;
 	int64_t now;
+	bool now_coarse; /* now is a coarse lower bound (see tally__is_due) */
+	bool need_exact; /* set by a transition that needs the exact clock */
 	int64_t amount[2];         /* budget: [0]; rate limit: tokens, requests */
 	uint64_t observed_version; /* reset */
 	unsigned counters;         /* reset mask (rate limit) */
 	unsigned out_mask;         /* limited / reset mask (rate limit) */
 	const void *config;        /* upsert: validated public config */
 };
+
+/* A transition's answer when args->now is coarse and a window might be due:
+ * the engine reads the exact clock and runs the transition again. */
+#define TALLY__NEED_CLOCK 1000
+
+/*
+ * The default clock is CLOCK_REALTIME. Reading it costs about as much as a
+ * map lookup, while CLOCK_REALTIME_COARSE (the time of the last tick) costs
+ * a few nanoseconds and lags the exact time by at most a tick (a few ms).
+ * So writes that only need to know whether a window is due read the coarse
+ * clock first: if even coarse + TALLY__COARSE_MARGIN is before the window's
+ * end, the exact time is too, and the decision is the one the exact clock
+ * would give. Only near a boundary (within the margin, a second) do they
+ * read the exact clock. The margin is far above a tick so that delayed
+ * ticks do not matter; if the lag ever exceeded it, the effect would be a
+ * write landing in a window a moment before it rolls, as if it had run
+ * that much earlier: never a lost or double-counted unit.
+ */
+#define TALLY__COARSE_MARGIN INT64_C(1000000000)
+
+static inline bool
+tally__is_due(struct tally__args *a, int64_t end)
+{
+	if (!a->now_coarse)
+		return a->now >= end;
+	if (end >= INT64_MIN + TALLY__COARSE_MARGIN &&
+	    a->now < end - TALLY__COARSE_MARGIN)
+		return false;
+	a->need_exact = true;
+	return false;
+}
 
 int tally__budget_step(const struct tally__budget_snap *old,
 		       struct tally__budget_snap *next,
@@ -146,6 +180,15 @@ struct tally__record {
 	uint8_t key_len;
 	char key[]; /* key_len bytes and a NUL */
 };
+
+/* Bytes of a record with a key of len bytes: the key starts right after
+ * the 18-byte header (not at sizeof, which pads to 24), so a 36-byte key
+ * makes a 55-byte record, one 64-byte malloc chunk. */
+static inline size_t
+tally__record_size(size_t len)
+{
+	return offsetof(struct tally__record, key) + len + 1;
+}
 
 struct tally__probe {
 	const void *tag; /* &tally__probe_tag */
@@ -228,6 +271,7 @@ struct tally_store {
 	unsigned idle_dirty; /* atomic; an idle thread record holds garbage */
 	tally_clock_fn *clock;
 	void *clock_ctx;
+	bool coarse_clock; /* default clock: coarse reads may decide "not due" */
 	tally_allocator alloc;
 	tally_roll_fn *on_roll;
 	void *on_roll_ctx;
@@ -251,31 +295,118 @@ void tally__free(tally_store *s, void *p, size_t size);
 /* Hash (hash.c) */
 uint64_t tally__hash(const void *key, size_t len, uint64_t seed);
 
-/* Keys (store.c): validates and measures; TALLY_OK or TALLY_EKEY/EINVAL. */
+
+/* ------------------------------------------------------------------------ */
+/* Hot-path helpers, inline: every call runs them once.                     */
+/* ------------------------------------------------------------------------ */
+
+/* Validates and measures a key: TALLY_OK, TALLY_EINVAL or TALLY_EKEY. */
 int tally__key_check(const char *key, size_t *len);
 
-/* Map (store.c). Lookups must run inside an epoch section. */
-void tally__probe_init(const tally_store *s, struct tally__probe *p,
-		       const char *key, size_t len, unsigned kind);
-struct tally__record *tally__lookup(tally_store *s,
-				    const struct tally__probe *p);
-/* Structural writes; write_lock held, inside a section, after
- * tally__reserve(t, 3). */
+/* Tells a lookup probe from a record in the map's compare callback. */
+extern const char tally__probe_tag;
+
+static inline void
+tally__probe_init(const tally_store *s, struct tally__probe *p,
+		  const char *key, size_t len, unsigned kind)
+{
+	p->tag = &tally__probe_tag;
+	p->key = key;
+	p->kind = (uint8_t)kind;
+	p->key_len = (uint8_t)len;
+	p->hash = (unsigned long)tally__hash(key, len, s->seed + kind);
+}
+
+/* Map lookup; inside an epoch section. */
+static inline struct tally__record *
+tally__lookup(tally_store *s, const struct tally__probe *p)
+{
+	struct tally__record *r = ck_hs_get(&s->hs, p->hash, p);
+
+	if (r != NULL)
+		tally__tsan_acquire(r);
+	return r;
+}
+
+static inline int64_t
+tally__now(tally_store *s)
+{
+	return s->clock(s->clock_ctx);
+}
+
+/* The clock reading for an operation: coarse where a coarse reading can
+ * decide (bump, try_consume, check on the default clock: see
+ * tally__is_due), exact otherwise. */
+void tally__now_for(tally_store *s, struct tally__args *a);
+
+/* Thread records (epoch.c): the calling thread's record for this store,
+ * registered on first use. */
+int tally__thread_register(tally_store *s, struct tally__thread **out);
+
+static inline int
+tally__thread_get(tally_store *s, struct tally__thread **out)
+{
+	struct tally__thread *t = pthread_getspecific(s->tkey);
+
+	if (t != NULL) {
+		*out = t;
+		return TALLY_OK;
+	}
+	return tally__thread_register(s, out);
+}
+
+/* Makes sure `slots` objects can be retired without allocating. */
+int tally__reserve_slow(struct tally__thread *t, unsigned slots);
+
+static inline int
+tally__reserve(struct tally__thread *t, unsigned slots)
+{
+	if (t->batch != NULL &&
+	    (t->batch->n + slots <= TALLY__BATCH_CAP || t->spare != NULL))
+		return TALLY_OK;
+	return tally__reserve_slow(t, slots);
+}
+
+void *tally__snap_alloc_slow(struct tally__thread *t,
+			     enum tally__obj_type type);
+
+/* A snapshot from the thread's cache of reclaimed ones, or new. */
+static inline void *
+tally__snap_alloc(struct tally__thread *t, enum tally__obj_type type)
+{
+	void *p = t->cache[type];
+
+	if (p != NULL) {
+		memcpy(&t->cache[type], p, sizeof(void *));
+		t->cache_n[type]--;
+		return p;
+	}
+	return tally__snap_alloc_slow(t, type);
+}
+
+void tally__maintain_slow(struct tally__thread *t);
+
+/* After an operation, outside any section: reclaim what is due. */
+static inline void
+tally__maintain(struct tally__thread *t)
+{
+	if (t->need_poll)
+		tally__maintain_slow(t);
+}
+
+/* Map (store.c). Structural writes; write_lock held, inside a section,
+ * after tally__reserve(t, 3). */
 int tally__map_insert(tally_store *s, struct tally__thread *t,
 		      struct tally__record *r);
 void tally__map_remove(tally_store *s, struct tally__thread *t,
 		       struct tally__record *r);
 
 /* Thread records and reclamation (epoch.c) */
-int tally__thread_get(tally_store *s, struct tally__thread **out);
 void tally__thread_exit(void *arg);
-int tally__reserve(struct tally__thread *t, unsigned slots);
 void tally__retire(struct tally__thread *t, void *ptr, size_t size,
 		   enum tally__obj_type type);
-void *tally__snap_alloc(struct tally__thread *t, enum tally__obj_type type);
 void tally__snap_free(struct tally__thread *t, void *p,
 		      enum tally__obj_type type);
-void tally__maintain(struct tally__thread *t);
 void tally__threads_destroy(tally_store *s);
 
 static inline void
@@ -318,7 +449,6 @@ int tally__write(struct tally__op *op);
 int tally__read(struct tally__op *op);
 int tally__upsert(struct tally__op *op);
 int tally__remove(struct tally__op *op);
-int64_t tally__now(tally_store *s);
 
 /* Reports a roll to the listener and to an extra callback (sweep). */
 void tally__report(tally_store *s, const char *key, size_t key_len,

@@ -41,7 +41,8 @@ note(struct tally__rolls *rolls, unsigned i, const struct tally__counter *c,
 
 /* Rolls each due counter of s; returns the mask of rolled counters. */
 static unsigned
-roll_due(struct tally__rl_snap *s, int64_t now, struct tally__rolls *rolls)
+roll_due(struct tally__rl_snap *s, struct tally__args *a,
+	 struct tally__rolls *rolls)
 {
 	unsigned mask = 0;
 
@@ -50,10 +51,10 @@ roll_due(struct tally__rl_snap *s, int64_t now, struct tally__rolls *rolls)
 		tally__lattice l;
 		int64_t start, end;
 
-		if (now < c->window_end)
+		if (!tally__is_due(a, c->window_end))
 			continue;
 		lattice_of(s, c, &l);
-		tally__window(&l, now, &start, &end);
+		tally__window(&l, a->now, &start, &end);
 		if (start <= c->window_start)
 			continue;
 		note(rolls, i, c, start);
@@ -156,12 +157,16 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 		return TALLY_OK;
 
 	case TALLY__OP_CHECK:
-		(void)roll_due(next, a->now, NULL);
+		(void)roll_due(next, a, NULL);
+		if (a->need_exact)
+			return TALLY__NEED_CLOCK;
 		a->out_mask = blocked(next);
 		return a->out_mask != 0 ? TALLY_LIMITED : TALLY_OK;
 
 	case TALLY__OP_BUMP:
-		rolled = roll_due(next, a->now, rolls);
+		rolled = roll_due(next, a, rolls);
+		if (a->need_exact)
+			return TALLY__NEED_CLOCK;
 		if (would_overflow(next, a->amount)) {
 			rolls->n = 0;
 			return TALLY_EOVERFLOW;
@@ -173,7 +178,9 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 		return TALLY_OK;
 
 	case TALLY__OP_TRY:
-		rolled = roll_due(next, a->now, rolls);
+		rolled = roll_due(next, a, rolls);
+		if (a->need_exact)
+			return TALLY__NEED_CLOCK;
 		for (unsigned i = 0; i < 2; i++) {
 			const struct tally__counter *c = &next->c[i];
 
@@ -225,7 +232,7 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 		return TALLY_OK;
 
 	case TALLY__OP_ROLL:
-		*install = roll_due(next, a->now, rolls) != 0;
+		*install = roll_due(next, a, rolls) != 0;
 		return TALLY_OK;
 
 	case TALLY__OP_UPSERT:

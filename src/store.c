@@ -28,7 +28,7 @@
 
 #include "internal.h"
 
-static const char probe_tag = 0;
+const char tally__probe_tag = 0;
 
 /* The store whose map the calling thread is writing (under write_lock). */
 static _Thread_local struct map_ctx {
@@ -138,30 +138,7 @@ map_leave(void)
 /* Keys and map callbacks                                                   */
 /* ------------------------------------------------------------------------ */
 
-int
-tally__key_check(const char *key, size_t *len)
-{
-	size_t n;
 
-	if (key == NULL)
-		return TALLY_EINVAL;
-	n = strnlen(key, TALLY_KEY_MAX + 1);
-	if (n == 0 || n > TALLY_KEY_MAX)
-		return TALLY_EKEY;
-	*len = n;
-	return TALLY_OK;
-}
-
-void
-tally__probe_init(const tally_store *s, struct tally__probe *p,
-		  const char *key, size_t len, unsigned kind)
-{
-	p->tag = &probe_tag;
-	p->key = key;
-	p->kind = (uint8_t)kind;
-	p->key_len = (uint8_t)len;
-	p->hash = (unsigned long)tally__hash(key, len, s->seed + kind);
-}
 
 static unsigned long
 hs_hash(const void *object, unsigned long seed)
@@ -180,7 +157,7 @@ hs_compare(const void *stored, const void *arg)
 
 	/* Pairs with the release before ck_hs_put: r is fully built. */
 	tally__tsan_acquire(r);
-	if (first == &probe_tag) {
+	if (first == &tally__probe_tag) {
 		const struct tally__probe *p = arg;
 
 		return r->hash == p->hash && r->kind == p->kind &&
@@ -195,15 +172,6 @@ hs_compare(const void *stored, const void *arg)
 	}
 }
 
-struct tally__record *
-tally__lookup(tally_store *s, const struct tally__probe *p)
-{
-	struct tally__record *r = ck_hs_get(&s->hs, p->hash, p);
-
-	if (r != NULL)
-		tally__tsan_acquire(r);
-	return r;
-}
 
 /*
  * Insert a record whose key is known to be absent (write_lock held). Grows
@@ -266,10 +234,48 @@ default_clock(void *ctx)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t
-tally__now(tally_store *s)
+
+
+int
+tally__key_check(const char *key, size_t *len)
 {
-	return s->clock(s->clock_ctx);
+	size_t n;
+
+	if (key == NULL)
+		return TALLY_EINVAL;
+	n = strnlen(key, TALLY_KEY_MAX + 1);
+	if (n == 0 || n > TALLY_KEY_MAX)
+		return TALLY_EKEY;
+	*len = n;
+	return TALLY_OK;
+}
+
+void
+tally__now_for(tally_store *s, struct tally__args *a)
+{
+	a->need_exact = false;
+	if (s->coarse_clock &&
+	    (a->op == TALLY__OP_BUMP || a->op == TALLY__OP_TRY ||
+	     a->op == TALLY__OP_CHECK)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+		a->now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+		a->now_coarse = true;
+		return;
+	}
+	a->now = tally__now(s);
+	a->now_coarse = false;
+}
+
+/* Coarse readings help only if a tick is far shorter than the margin. */
+static bool
+coarse_clock_usable(void)
+{
+	struct timespec res;
+
+	return clock_getres(CLOCK_REALTIME_COARSE, &res) == 0 &&
+	       res.tv_sec == 0 && res.tv_nsec <= 50000000;
 }
 
 /* The options struct as first released; later fields are optional. */
@@ -322,6 +328,7 @@ tally_store_create(tally_store **out, const tally_store_options *options)
 	memset(s, 0, sizeof *s);
 	s->alloc = o.allocator;
 	s->clock = o.clock != NULL ? o.clock : default_clock;
+	s->coarse_clock = o.clock == NULL && coarse_clock_usable();
 	s->clock_ctx = o.clock_ctx;
 	s->on_roll = o.on_roll;
 	s->on_roll_ctx = o.on_roll_ctx;
@@ -404,7 +411,7 @@ tally_store_destroy(tally_store *s)
 						    r->kind == TALLY_KIND_BUDGET
 							    ? TALLY__OBJ_BUDGET_SNAP
 							    : TALLY__OBJ_RL_SNAP));
-			tally__free(s, r, sizeof *r + r->key_len + 1u);
+			tally__free(s, r, tally__record_size(r->key_len));
 		}
 	}
 	tally__threads_destroy(s);

@@ -57,7 +57,7 @@ tally_sweep(tally_store *s, tally_roll_fn *cb, void *ctx, size_t *rolled)
 	while (ck_hs_next_spmc(&s->hs, &it, &obj)) {
 		struct tally__record *r = obj;
 		struct tally__args args;
-		struct tally__rolls rolls = {0};
+		struct tally__rolls rolls = {.n = 0};
 		enum tally__obj_type type;
 		bool installed;
 		uint64_t version;

@@ -93,7 +93,7 @@ victim_main(void *arg)
 	sh->check_rc = tally_budget_check(sh->store, "k0", NULL);
 	pthread_mutex_lock(&sh->alloc->lock);
 	sh->alloc->victim = pthread_self();
-	sh->alloc->block_size = sizeof(struct tally__record) + strlen(key) + 1;
+	sh->alloc->block_size = tally__record_size(strlen(key));
 	sh->alloc->armed = true;
 	pthread_mutex_unlock(&sh->alloc->lock);
 	sh->victim_rc = tally_budget_upsert(sh->store, key, &c, NULL);

@@ -8,6 +8,8 @@
  * transition the window invariant is checked: window_end is the smallest
  * lattice boundary strictly after window_start.
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,6 +18,7 @@
 
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "support.h"
@@ -1384,6 +1387,152 @@ test_view_copies_every_field(void **state)
 	assert_int_equal(v.config.utc_offset_minutes, 1439);
 }
 
+/*
+ * Coarse clock readings (args.now_coarse): the store's default clock reads
+ * CLOCK_REALTIME_COARSE first, a lower bound of the exact time that lags it
+ * by at most a tick. A transition may decide "not due" from it only when
+ * even now + TALLY__COARSE_MARGIN is before the window's end; otherwise it
+ * must ask for the exact clock (TALLY__NEED_CLOCK) and change nothing.
+ */
+static struct bres
+coarse_op(const struct tally__budget_snap *old, enum tally__op_code code,
+	  int64_t now, int64_t amount, bool *need_exact)
+{
+	struct tally__args a;
+	struct bres r;
+
+	memset(&a, 0, sizeof a);
+	a.op = code;
+	a.now = now;
+	a.now_coarse = true;
+	a.amount[0] = amount;
+	memset(&r, 0x5a, sizeof r);
+	r.install = true;
+	r.rolls.n = 0;
+	r.rc = tally__budget_step(old, &r.next, &a, &r.rolls, &r.install);
+	*need_exact = a.need_exact;
+	return r;
+}
+
+static void
+test_coarse_clock_far_from_boundary(void **state)
+{
+	tally_budget_config c = bcfg(100, "1h", true, 0, TALLY_ANCHOR_DEFAULT);
+	struct tally__budget_snap s = mk(&c, T(2026, 5, 1, 10, 0, 0));
+	int64_t far = s.window_end - TALLY__COARSE_MARGIN - 1;
+	bool need = true;
+	struct bres r;
+
+	(void)state;
+	s.usage = 40;
+	r = coarse_op(&s, TALLY__OP_BUMP, far, 5, &need);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(need);
+	assert_true(r.install);
+	assert_int_equal(r.next.usage, 45);
+	assert_int_equal(r.rolls.n, 0);
+	r = coarse_op(&s, TALLY__OP_TRY, far, 60, &need);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(need);
+	assert_int_equal(r.next.usage, 100);
+	r = coarse_op(&s, TALLY__OP_TRY, far, 61, &need);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	assert_false(need);
+	assert_false(r.install);
+	r = coarse_op(&s, TALLY__OP_CHECK, far, 0, &need);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(need);
+	assert_false(r.install);
+}
+
+static void
+test_coarse_clock_near_boundary_asks_exact(void **state)
+{
+	tally_budget_config c = bcfg(100, "1h", true, 0, TALLY_ANCHOR_DEFAULT);
+	struct tally__budget_snap s = mk(&c, T(2026, 5, 1, 10, 0, 0));
+	const enum tally__op_code codes[3] = {TALLY__OP_BUMP, TALLY__OP_TRY,
+					      TALLY__OP_CHECK};
+	/* Within the margin before the end, at the end, and long after. */
+	const int64_t times[4] = {s.window_end - TALLY__COARSE_MARGIN,
+				  s.window_end - 1, s.window_end,
+				  s.window_end + 5 * H};
+
+	(void)state;
+	s.usage = 100;
+	for (int i = 0; i < 3; i++) {
+		for (int k = 0; k < 4; k++) {
+			bool need = false;
+			struct bres r = coarse_op(&s, codes[i], times[k], 1,
+						  &need);
+
+			assert_int_equal(r.rc, TALLY__NEED_CLOCK);
+			assert_true(need);
+			assert_false(r.install);
+			assert_int_equal(r.rolls.n, 0);
+		}
+	}
+}
+
+static void
+test_coarse_clock_window_never_ends(void **state)
+{
+	/* No period: window_end is INT64_MAX; coarse readings always decide,
+	 * even at the far end of time. */
+	tally_budget_config c = bcfg(10, "none", false, 0, 0);
+	struct tally__budget_snap s = mk(&c, 0);
+	bool need = true;
+	struct bres r = coarse_op(&s, TALLY__OP_BUMP,
+				  INT64_MAX - TALLY__COARSE_MARGIN - 1, 3,
+				  &need);
+
+	(void)state;
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_false(need);
+	assert_int_equal(r.next.usage, 3);
+	/* A window that ends near INT64_MIN: no underflow in the margin. */
+	s.window_end = INT64_MIN + 5;
+	s.window_start = INT64_MIN;
+	r = coarse_op(&s, TALLY__OP_CHECK, INT64_MIN, 0, &need);
+	assert_int_equal(r.rc, TALLY__NEED_CLOCK);
+	assert_true(need);
+}
+
+/* Through a store on the default clock (CLOCK_REALTIME with coarse
+ * readings): whatever the path, windows contain the real time and every
+ * unit is counted. */
+static void
+test_default_clock_store(void **state)
+{
+	tally_store *st;
+	tally_budget_config c = bcfg(1000000, "1h", true, 0,
+				     TALLY_ANCHOR_DEFAULT);
+	tally_budget_view v;
+	struct timespec ts;
+	int64_t before, after;
+
+	(void)state;
+	assert_int_equal(tally_store_create(&st, NULL), TALLY_OK);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	before = (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+	assert_int_equal(tally_budget_upsert(st, "k", &c, NULL), TALLY_CREATED);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(tally_budget_bump(st, "k", 1, NULL), TALLY_OK);
+	assert_int_equal(tally_budget_try_consume(st, "k", 1, NULL), TALLY_OK);
+	assert_int_equal(tally_budget_check(st, "k", &v), TALLY_OK);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	after = (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+	assert_int_equal(tally_budget_get(st, "k", &v), TALLY_OK);
+	/* 1001 units, unless the hour turned during the loop (then the roll
+	 * moved some of them out: the window starts after `before`). */
+	if (v.window_start <= before)
+		assert_int_equal(v.usage, 1001);
+	assert_true(v.window_start <= after);
+	assert_true(after < v.window_end + NS_PER_SEC);
+	assert_int_equal(v.window_start % H, 0);
+	assert_int_equal(v.window_end - v.window_start, H);
+	tally_store_destroy(st);
+}
+
 int
 main(void)
 {
@@ -1411,6 +1560,10 @@ main(void)
 		cmocka_unit_test(test_invariant_sequence),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_view_copies_every_field),
+		cmocka_unit_test(test_coarse_clock_far_from_boundary),
+		cmocka_unit_test(test_coarse_clock_near_boundary_asks_exact),
+		cmocka_unit_test(test_coarse_clock_window_never_ends),
+		cmocka_unit_test(test_default_clock_store),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
