@@ -88,6 +88,12 @@ tally__store_uint(unsigned *p, unsigned v)
 	__atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
+static inline void
+tally__inc_uint_full(unsigned *p)
+{
+	__atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST);
+}
+
 #define tally__tsan_release(addr) __tsan_release((void *)(addr))
 #define tally__tsan_acquire(addr) __tsan_acquire((void *)(addr))
 
@@ -155,6 +161,13 @@ tally__store_uint(unsigned *p, unsigned v)
 {
 	ck_pr_fence_store();
 	ck_pr_store_uint(p, v);
+}
+
+static inline void
+tally__inc_uint_full(unsigned *p)
+{
+	ck_pr_inc_uint(p); /* lock inc: a full barrier on x86-64 */
+	ck_pr_fence_memory();
 }
 
 #define tally__tsan_release(addr) ((void)(addr))

@@ -200,7 +200,7 @@ tally__write(struct tally__op *op)
 	tally__probe_init(s, &probe, op->key, len, op->kind);
 
 	tally__section_begin(t);
-	r = tally__lookup(s, &probe);
+	r = tally__lookup_cached(s, t, &probe);
 	if (r == NULL)
 		rc = TALLY_ENOENT;
 	else
@@ -242,7 +242,7 @@ tally__read(struct tally__op *op)
 	tally__probe_init(s, &probe, op->key, len, op->kind);
 
 	tally__section_begin(t);
-	r = tally__lookup(s, &probe);
+	r = tally__lookup_cached(s, t, &probe);
 	rc = TALLY_ENOENT;
 	while (r != NULL) {
 		void *old = tally__snap_load(&r->snap);
@@ -383,6 +383,9 @@ tally__remove(struct tally__op *op)
 
 		TALLY_ASSERT(last != &s->tombstone);
 		tally__map_remove(s, t, r);
+		/* Before r is retired: lookup caches must drop it (see
+		 * tally__lookup_cached). */
+		tally__inc_uint_full(&s->removals);
 		view_of(op->kind, last, op->view);
 		tally__retire(t, last, tally__snap_size(type), type);
 		tally__retire(t, r, tally__record_size(r->key_len),

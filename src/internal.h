@@ -236,6 +236,24 @@ struct tally__tstats {
 	uint64_t peak_pending;
 };
 
+/*
+ * Per-thread lookup cache: a direct-mapped table of records this thread
+ * found in the map. An entry stays valid while no record has been removed
+ * from the store since it was filled: the store's removal count is read in
+ * the section that uses the entry, and a remove bumps it (full barrier)
+ * before it retires the record, so a thread that still sees the old count
+ * began its section before the record was retired, and the record cannot
+ * be freed under it. Any removal empties every thread's cache; removals are
+ * administrative and rare. A hit saves the ck_hs probe, the costliest part
+ * of a lookup.
+ */
+#define TALLY__LCACHE_SIZE 4096
+
+struct tally__lcache_ent {
+	struct tally__record *r;
+	unsigned long hash;
+};
+
 struct tally__thread {
 	ck_epoch_record_t epoch; /* cache-line aligned; owner only */
 	tally_store *store;
@@ -247,6 +265,8 @@ struct tally__thread {
 	void *cache[2];             /* recycled snapshots, by obj type */
 	unsigned cache_n[2];
 	unsigned in_use; /* atomic: held by a live thread */
+	unsigned lcache_gen; /* the store's removal count it is valid for */
+	struct tally__lcache_ent lcache[TALLY__LCACHE_SIZE];
 	bool need_poll;  /* a submitted batch awaits its grace period */
 	uint64_t spin_above; /* wait for a grace period above this pending */
 	struct tally__tstats st;
@@ -268,6 +288,7 @@ struct tally_store {
 	pthread_mutex_t reg_lock;   /* thread records: all and idle lists */
 	pthread_key_t tkey;
 	unsigned map_gen; /* atomic; bumped when the map is replaced */
+	unsigned removals; /* atomic; bumped by every remove (lookup caches) */
 	unsigned idle_dirty; /* atomic; an idle thread record holds garbage */
 	tally_clock_fn *clock;
 	void *clock_ctx;
@@ -325,6 +346,32 @@ tally__lookup(tally_store *s, const struct tally__probe *p)
 
 	if (r != NULL)
 		tally__tsan_acquire(r);
+	return r;
+}
+
+/* Map lookup through the thread's cache; inside an epoch section. */
+static inline struct tally__record *
+tally__lookup_cached(tally_store *s, struct tally__thread *t,
+		     const struct tally__probe *p)
+{
+	unsigned gen = tally__load_uint(&s->removals);
+	struct tally__lcache_ent *e;
+	struct tally__record *r;
+
+	if (gen != t->lcache_gen) {
+		memset(t->lcache, 0, sizeof t->lcache);
+		t->lcache_gen = gen;
+	}
+	e = &t->lcache[p->hash & (TALLY__LCACHE_SIZE - 1)];
+	r = e->r;
+	if (r != NULL && e->hash == p->hash && r->kind == p->kind &&
+	    r->key_len == p->key_len && memcmp(r->key, p->key, p->key_len) == 0)
+		return r;
+	r = tally__lookup(s, p);
+	if (r != NULL) {
+		e->r = r;
+		e->hash = p->hash;
+	}
 	return r;
 }
 

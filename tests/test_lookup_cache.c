@@ -1,0 +1,112 @@
+/*
+ * The per-thread lookup cache (internal.h, tally__lookup_cached) must never
+ * hand out a record that was removed: a removal empties every thread's
+ * cache before the record is retired.
+ *
+ * The test caches a record, removes it, lets reclamation free it (the
+ * counting allocator poisons freed memory here, and ASan builds detect any
+ * access), re-creates the key and uses it again: every call must reach the
+ * new record, and nothing may touch the freed one.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "support.h"
+
+/* Frees poison the block first, so a read of freed memory is visible in
+ * any build (a stale record would show kind 0xdd, not a budget). */
+static void
+poison_free(void *ctx, void *p, size_t size)
+{
+	if (p != NULL)
+		memset(p, 0xdd, size);
+	test_alloc_free(ctx, p, size);
+}
+
+static void
+test_removed_record_never_served(void **state)
+{
+	struct fake_clock clock = {T(2026, 6, 1, 0, 0, 0)};
+	struct test_alloc a = {0};
+	tally_store_options o = test_options(&clock, &a);
+	tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
+	tally_budget_view v;
+	tally_store *s;
+	tally_stats st0, st1;
+	char key[32];
+
+	(void)state;
+	o.allocator.free = poison_free;
+	c.max_limit = 1000;
+	c.period = P("1d");
+	assert_int_equal(tally_store_create(&s, &o), TALLY_OK);
+	assert_int_equal(tally_budget_upsert(s, "victim", &c, NULL),
+			 TALLY_CREATED);
+	assert_int_equal(tally_budget_bump(s, "victim", 7, NULL), TALLY_OK);
+	assert_int_equal(tally_budget_check(s, "victim", NULL), TALLY_OK);
+
+	assert_int_equal(tally_budget_remove(s, "victim", &v), TALLY_OK);
+	assert_int_equal(v.usage, 7);
+	assert_int_equal(tally_store_stats(s, &st0), TALLY_OK);
+
+	/* Enough writes elsewhere that the removed record is reclaimed: one
+	 * thread, so every poll finds a grace period. */
+	assert_int_equal(tally_budget_upsert(s, "other", &c, NULL),
+			 TALLY_CREATED);
+	for (int i = 0; i < 20 * TALLY__BATCH_CAP; i++)
+		assert_int_equal(tally_budget_bump(s, "other", 1, NULL),
+				 TALLY_OK);
+	assert_int_equal(tally_store_stats(s, &st1), TALLY_OK);
+	assert_true(st1.freed >= st0.retired);
+
+	/* The key is gone, then lives again as a new record. */
+	assert_int_equal(tally_budget_bump(s, "victim", 1, NULL), TALLY_ENOENT);
+	assert_int_equal(tally_budget_check(s, "victim", NULL), TALLY_ENOENT);
+	assert_int_equal(tally_budget_get(s, "victim", &v), TALLY_ENOENT);
+	assert_int_equal(tally_budget_upsert(s, "victim", &c, NULL),
+			 TALLY_CREATED);
+	assert_int_equal(tally_budget_bump(s, "victim", 2, &v), TALLY_OK);
+	assert_int_equal(v.usage, 2);
+	assert_int_equal(tally_budget_get(s, "victim", &v), TALLY_OK);
+	assert_int_equal(v.usage, 2);
+
+	/* Many keys sharing cache slots, removed and re-created in turn. */
+	for (int round = 0; round < 3; round++) {
+		for (int k = 0; k < 3 * TALLY__LCACHE_SIZE; k += 97) {
+			snprintf(key, sizeof key, "key-%d", k);
+			if (round == 0)
+				assert_int_equal(
+					tally_budget_upsert(s, key, &c, NULL),
+					TALLY_CREATED);
+			assert_int_equal(tally_budget_bump(s, key, 1, &v),
+					 TALLY_OK);
+			assert_int_equal(v.usage, 1);
+			assert_int_equal(tally_budget_remove(s, key, &v),
+					 TALLY_OK);
+			assert_int_equal(v.usage, 1);
+			assert_int_equal(tally_budget_upsert(s, key, &c, NULL),
+					 TALLY_CREATED);
+		}
+	}
+	tally_store_destroy(s);
+	assert_int_equal(a.live_blocks, 0);
+	assert_int_equal(a.live_bytes, 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_removed_record_never_served),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
