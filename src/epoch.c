@@ -50,6 +50,11 @@
 
 #define TALLY__BARRIER_SPINS 64
 
+_Static_assert(sizeof(struct tally__slab) <= TALLY__SLAB_HDR,
+	       "slab header");
+_Static_assert(TALLY__SLAB_HDR % _Alignof(union tally__any_snap) == 0,
+	       "snapshots stay aligned inside slabs");
+
 #define batch_of(e) ((struct tally__batch *)(void *)(e))
 
 static ck_epoch_entry_t *
@@ -68,8 +73,11 @@ free_object(tally_store *s, struct tally__thread *t,
 							   3u);
 	size_t size = it->size_and_type >> 2;
 
-	if (t != NULL && type <= TALLY__OBJ_RL_SNAP) {
-		tally__snap_free(t, it->ptr, type);
+	if (type <= TALLY__OBJ_RL_SNAP) {
+		/* Snapshots live in slabs: back to a free list, or, at
+		 * destroy (t == NULL), freed with their slab. */
+		if (t != NULL)
+			tally__snap_free(t, it->ptr, type);
 		return;
 	}
 	tally__free(s, it->ptr, size);
@@ -253,41 +261,59 @@ tally__maintain_slow(struct tally__thread *t)
 	t->need_poll = has_garbage(t);
 }
 
+/*
+ * Snapshot slabs. Snapshots are the library's most frequent allocation and
+ * all of one size per kind, so a thread carves them out of blocks of
+ * TALLY__SLAB_OBJS from the store's allocator, with no per-object header
+ * (a 64-byte budget snapshot takes 64 bytes, not a malloc chunk of 80).
+ * Reclaimed snapshots go to the reclaiming thread's free list and are
+ * reused before any new block is cut. Blocks return to the allocator when
+ * the store is destroyed: a store's snapshot memory is its high-water mark.
+ */
 void *
 tally__snap_alloc_slow(struct tally__thread *t, enum tally__obj_type type)
 {
-	return tally__malloc(t->store, tally__snap_size(type));
+	size_t size = tally__snap_size(type);
+	struct tally__slab *b;
+	char *p;
+
+	if (t->slab_left[type] == 0) {
+		b = tally__malloc(t->store, tally__slab_bytes(type));
+		if (b == NULL)
+			return NULL;
+		b->next = t->slabs;
+		b->type = type;
+		t->slabs = b;
+		t->slab_next[type] = (char *)b + TALLY__SLAB_HDR;
+		t->slab_left[type] = TALLY__SLAB_OBJS;
+	}
+	p = t->slab_next[type];
+	t->slab_next[type] = p + size;
+	t->slab_left[type]--;
+	return p;
 }
 
 void
 tally__snap_free(struct tally__thread *t, void *p, enum tally__obj_type type)
 {
-	if (t->cache_n[type] < TALLY__SNAP_CACHE_MAX) {
-		memcpy(p, &t->cache[type], sizeof(void *));
-		t->cache[type] = p;
-		t->cache_n[type]++;
-		return;
-	}
-	tally__free(t->store, p, tally__snap_size(type));
+	memcpy(p, &t->cache[type], sizeof(void *));
+	t->cache[type] = p;
+	t->cache_n[type]++;
 }
 
 static void
-cache_clear(struct tally__thread *t)
+slabs_free(struct tally__thread *t)
 {
-	for (int type = 0; type < 2; type++) {
-		void *p = t->cache[type];
+	struct tally__slab *b = t->slabs, *next;
 
-		while (p != NULL) {
-			void *next;
-
-			memcpy(&next, p, sizeof next);
-			tally__free(t->store, p,
-				    tally__snap_size((enum tally__obj_type)type));
-			p = next;
-		}
-		t->cache[type] = NULL;
-		t->cache_n[type] = 0;
+	for (; b != NULL; b = next) {
+		next = b->next;
+		tally__free(t->store, b,
+			    tally__slab_bytes((enum tally__obj_type)b->type));
 	}
+	t->slabs = NULL;
+	t->cache[0] = t->cache[1] = NULL;
+	t->cache_n[0] = t->cache_n[1] = 0;
 }
 
 int
@@ -373,7 +399,7 @@ tally__threads_destroy(tally_store *s)
 		}
 		if (t->spare != NULL)
 			tally__free(s, t->spare, sizeof *t->spare);
-		cache_clear(t);
+		slabs_free(t);
 		tally__free(s, t->raw,
 			    sizeof *t + alignof(struct tally__thread) - 1);
 	}

@@ -213,7 +213,14 @@ enum tally__obj_type {
 /* Pending (retired, not yet freed) objects per thread above which a thread
  * waits, boundedly, for a grace period (epoch.c). */
 #define TALLY__PENDING_HIGH (16u * TALLY__BATCH_CAP)
-#define TALLY__SNAP_CACHE_MAX 64
+/* Snapshots per slab block, and the block header (epoch.c). */
+#define TALLY__SLAB_OBJS 63
+#define TALLY__SLAB_HDR 16
+
+struct tally__slab {
+	struct tally__slab *next;
+	unsigned type;
+};
 
 struct tally__retired {
 	void *ptr;
@@ -262,8 +269,11 @@ struct tally__thread {
 	struct tally__thread *idle_next;
 	struct tally__batch *batch; /* filling */
 	struct tally__batch *spare; /* ready, so retire never allocates */
-	void *cache[2];             /* recycled snapshots, by obj type */
-	unsigned cache_n[2];
+	void *cache[2];             /* free snapshots, by obj type */
+	unsigned long cache_n[2];
+	struct tally__slab *slabs;  /* every block this record cut */
+	char *slab_next[2];         /* next free object of the newest block */
+	unsigned slab_left[2];
 	unsigned in_use; /* atomic: held by a live thread */
 	unsigned lcache_gen; /* the store's removal count it is valid for */
 	struct tally__lcache_ent lcache[TALLY__LCACHE_SIZE];
@@ -476,6 +486,12 @@ tally__snap_size(enum tally__obj_type type)
 {
 	return type == TALLY__OBJ_BUDGET_SNAP ? sizeof(struct tally__budget_snap)
 					      : sizeof(struct tally__rl_snap);
+}
+
+static inline size_t
+tally__slab_bytes(enum tally__obj_type type)
+{
+	return TALLY__SLAB_HDR + TALLY__SLAB_OBJS * tally__snap_size(type);
 }
 
 /* Engine (engine.c): the one CAS loop, and the read path. */

@@ -403,14 +403,8 @@ tally_store_destroy(tally_store *s)
 	if (s->map_ready) {
 		while (ck_hs_next(&s->hs, &it, &obj)) {
 			struct tally__record *r = obj;
-			void *snap = r->snap;
 
-			if (snap != &s->tombstone)
-				tally__free(s, snap,
-					    tally__snap_size(
-						    r->kind == TALLY_KIND_BUDGET
-							    ? TALLY__OBJ_BUDGET_SNAP
-							    : TALLY__OBJ_RL_SNAP));
+			/* Its snapshot lives in a slab, freed below. */
 			tally__free(s, r, tally__record_size(r->key_len));
 		}
 	}
