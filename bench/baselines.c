@@ -138,6 +138,30 @@ clock_now(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/*
+ * The clock as tally's default clock reads it (src/internal.h,
+ * tally__is_due): CLOCK_REALTIME_COARSE first, and CLOCK_REALTIME only when
+ * the coarse reading is within TALLY__COARSE_MARGIN of the window's end.
+ * The baselines pay exactly what tally pays for time.
+ */
+static inline int64_t
+clock_coarse(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t
+clock_exact_if_near(int64_t coarse, int64_t window_end)
+{
+	if (window_end >= INT64_MIN + TALLY__COARSE_MARGIN &&
+	    coarse < window_end - TALLY__COARSE_MARGIN)
+		return coarse;
+	return clock_now();
+}
+
 /* The window of now, as tally computes it for a calendar-aligned fixed
  * period (UTC offset 0). */
 static void
@@ -162,7 +186,10 @@ static inline int
 step(const struct bl_map *m, struct rec *r, enum op op, int64_t now,
      int64_t amount, bool *install, int64_t *rolled)
 {
-	bool due = now >= r->window_end;
+	bool due;
+
+	now = clock_exact_if_near(now, r->window_end);
+	due = now >= r->window_end;
 
 	*rolled = -1;
 	*install = false;
@@ -509,7 +536,7 @@ mutex_op(struct bl_map *m, const char *key, enum op op, int64_t amount)
 
 	if ((rc = key_len(key, &len)) != TALLY_OK)
 		return rc;
-	now = clock_now();
+	now = clock_coarse();
 	h = tally__hash(key, len, m->seed);
 	pthread_mutex_lock(&m->mu);
 	e = probe(m, key, len, h);
@@ -580,7 +607,7 @@ rwlock_op(struct bl_map *m, const char *key, enum op op, int64_t amount)
 
 	if ((rc = key_len(key, &len)) != TALLY_OK)
 		return rc;
-	now = clock_now();
+	now = clock_coarse();
 	h = tally__hash(key, len, m->seed);
 	pthread_rwlock_rdlock(&m->rw);
 	e = probe(m, key, len, h);
@@ -855,7 +882,7 @@ racy_op(struct bl_map *m, const char *key, enum op op, int64_t amount)
 	if ((rc = key_len(key, &len)) != TALLY_OK)
 		return rc;
 	racy_enter(m);
-	now = clock_now();
+	now = clock_coarse();
 	h = tally__hash(key, len, m->seed);
 	e = probe(m, key, len, h);
 	if (e == NULL) {

@@ -758,9 +758,10 @@ print_header(void)
 		"ops; x tally = ns/op over tally's ns/op\n"
 		"for the same op, threads and keys (above 1: slower than "
 		"tally). Keys: 36-byte strings, uniform.\n"
-		"clock_gettime(CLOCK_REALTIME): %.1f ns per call (paid once "
-		"per write and check by tally, mutex,\n"
-		"rwlock and racy; never by the floors, nor by get).\n\n",
+		"clock_gettime(CLOCK_REALTIME): %.1f ns per call. tally, "
+		"mutex, rwlock and racy read CLOCK_REALTIME_COARSE\n"
+		"per write and check, and CLOCK_REALTIME only within 1 s of a "
+		"window's end; the floors never read a clock.\n\n",
 		tally_version_string(), opt.seconds, clock_cost_ns());
 	fprintf(f, "%-17s %-11s %7s %8s %9s %9s %8s  %s\n", "impl", "op",
 		"threads", "keys", "ns/op", "Mops/s", "x tally", "extra");
