@@ -25,18 +25,45 @@
 
 #include <ck_pr.h>
 
+#if defined(TALLY_SCHED_NOISE)
+/*
+ * Schedule noise (test builds only): every atomic access below may yield
+ * the processor first, 1 time in 64, so that stress tests run through far
+ * more interleavings than a 2-core machine produces by itself.
+ */
+int sched_yield(void);
+
+static inline void
+tally__noise(void)
+{
+	static _Thread_local uint32_t x;
+
+	if (x == 0)
+		x = (uint32_t)(uintptr_t)&x | 1u;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	if ((x & 63u) == 0)
+		sched_yield();
+}
+#else
+#define tally__noise() ((void)0)
+#endif
+
 #if defined(TALLY_TSAN)
 #include <sanitizer/tsan_interface.h>
 
 static inline void *
 tally__snap_load(void *const *p)
 {
+	tally__noise();
 	return __atomic_load_n((void **)p, __ATOMIC_ACQUIRE);
 }
 
 static inline bool
 tally__snap_cas(void **p, void *old, void *next)
 {
+	tally__noise();
 	return __atomic_compare_exchange_n(p, &old, next, false,
 					   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
@@ -44,6 +71,7 @@ tally__snap_cas(void **p, void *old, void *next)
 static inline void *
 tally__snap_fas(void **p, void *next)
 {
+	tally__noise();
 	return __atomic_exchange_n(p, next, __ATOMIC_ACQ_REL);
 }
 
@@ -79,18 +107,21 @@ tally__fence_store(void)
 static inline unsigned
 tally__load_uint(const unsigned *p)
 {
+	tally__noise();
 	return __atomic_load_n((unsigned *)p, __ATOMIC_ACQUIRE);
 }
 
 static inline void
 tally__store_uint(unsigned *p, unsigned v)
 {
+	tally__noise();
 	__atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
 static inline void
 tally__inc_uint_full(unsigned *p)
 {
+	tally__noise();
 	__atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -102,6 +133,7 @@ tally__inc_uint_full(unsigned *p)
 static inline void *
 tally__snap_load(void *const *p)
 {
+	tally__noise();
 	void *v = ck_pr_load_ptr(p);
 
 	ck_pr_fence_load_depends();
@@ -111,6 +143,7 @@ tally__snap_load(void *const *p)
 static inline bool
 tally__snap_cas(void **p, void *old, void *next)
 {
+	tally__noise();
 	ck_pr_fence_store();
 	return ck_pr_cas_ptr(p, old, next);
 }
@@ -118,6 +151,7 @@ tally__snap_cas(void **p, void *old, void *next)
 static inline void *
 tally__snap_fas(void **p, void *next)
 {
+	tally__noise();
 	ck_pr_fence_store();
 	return ck_pr_fas_ptr(p, next);
 }
@@ -150,6 +184,7 @@ tally__fence_store(void)
 static inline unsigned
 tally__load_uint(const unsigned *p)
 {
+	tally__noise();
 	unsigned v = ck_pr_load_uint(p);
 
 	ck_pr_fence_load();
@@ -159,6 +194,7 @@ tally__load_uint(const unsigned *p)
 static inline void
 tally__store_uint(unsigned *p, unsigned v)
 {
+	tally__noise();
 	ck_pr_fence_store();
 	ck_pr_store_uint(p, v);
 }
@@ -166,6 +202,7 @@ tally__store_uint(unsigned *p, unsigned v)
 static inline void
 tally__inc_uint_full(unsigned *p)
 {
+	tally__noise();
 	ck_pr_inc_uint(p); /* lock inc: a full barrier on x86-64 */
 	ck_pr_fence_memory();
 }

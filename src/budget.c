@@ -131,7 +131,13 @@ tally__budget_step(const struct tally__budget_snap *old,
 		rolled = roll_if_due(next, a, rolls);
 		if (a->need_exact)
 			return TALLY__NEED_CLOCK;
+#if defined(TALLY_MUTATE_WRAPPING_LIMIT)
+		/* Planted bug (tests/mutation): usage + amount wraps. */
+		if ((int64_t)((uint64_t)next->usage + (uint64_t)amount) >
+		    next->max_limit) {
+#else
 		if (amount > next->max_limit - next->usage) {
+#endif
 			/* Nothing taken, nothing changed: not even the roll. */
 			rolls->n = 0;
 			return TALLY_LIMITED;
@@ -141,8 +147,10 @@ tally__budget_step(const struct tally__budget_snap *old,
 		return TALLY_OK;
 
 	case TALLY__OP_RESET:
+#if !defined(TALLY_MUTATE_RESET_IGNORES_VERSION)
 		if (old->version != a->observed_version)
 			return TALLY_CONFLICT;
+#endif
 		lattice_of(next, &l);
 		tally__window(&l, a->now, &start, &end);
 		if (start < next->window_start) {

@@ -137,6 +137,11 @@ tally__cas_loop(tally_store *s, struct tally__thread *t, struct tally__record **
 {
 	struct tally__record *r = *rp;
 	enum tally__obj_type type = snap_type(kind);
+#if defined(TALLY_MUTATE_READ_OUTSIDE_CAS)
+	/* Planted bug (tests/mutation): the successor is computed from a
+	 * snapshot read once, outside the loop. */
+	void *base = tally__snap_load(&r->snap);
+#endif
 
 	*installed = false;
 	for (;;) {
@@ -156,7 +161,12 @@ tally__cas_loop(tally_store *s, struct tally__thread *t, struct tally__record **
 			return TALLY_ENOENT;
 		}
 		rolls->n = 0;
+#if defined(TALLY_MUTATE_READ_OUTSIDE_CAS)
+		rc = step(s, kind, base != &s->tombstone ? base : old, next,
+			  args, rolls, &install);
+#else
 		rc = step(s, kind, old, next, args, rolls, &install);
+#endif
 		if (rc < 0 || !install)
 			return rc;
 		set_version(next, get_version(old) + 1);
@@ -254,7 +264,21 @@ tally__read(struct tally__op *op)
 			continue;
 		}
 		rolls.n = 0;
+#if defined(TALLY_MUTATE_STALE_GET)
+		/* Planted bug (tests/mutation): get serves the copy it made
+		 * the last time this thread read this record. */
+		if (op->args.op == TALLY__OP_GET && t->mutant_rec == r) {
+			memcpy(&buf, &t->mutant_copy, sizeof buf);
+			rc = TALLY_OK;
+		} else {
+			rc = step(s, op->kind, old, &buf, &op->args, &rolls,
+				  &install);
+			t->mutant_rec = r;
+			memcpy(&t->mutant_copy, &buf, sizeof buf);
+		}
+#else
 		rc = step(s, op->kind, old, &buf, &op->args, &rolls, &install);
+#endif
 		TALLY_ASSERT(!install);
 		if (rc >= 0)
 			view_of(op->kind, &buf, op->view);

@@ -183,6 +183,16 @@ tally__retire(struct tally__thread *t, void *ptr, size_t size,
 {
 	struct tally__batch *b = t->batch;
 
+#if defined(TALLY_MUTATE_EARLY_FREE)
+	/* Planted bug (tests/mutation): free at once, no grace period. */
+	{
+		struct tally__retired it = {ptr, size << 2 | (size_t)type};
+
+		tally__tsan_acquire(&t->store->tsan_grace);
+		free_object(t->store, t, &it);
+		return;
+	}
+#endif
 	TALLY_ASSERT(b != NULL);
 	if (b->n == TALLY__BATCH_CAP) {
 		submit(t);

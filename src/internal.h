@@ -280,6 +280,10 @@ struct tally__thread {
 	bool need_poll;  /* a submitted batch awaits its grace period */
 	uint64_t spin_above; /* wait for a grace period above this pending */
 	struct tally__tstats st;
+#if defined(TALLY_MUTATE_STALE_GET)
+	struct tally__record *mutant_rec;
+	union tally__any_snap mutant_copy;
+#endif
 };
 
 /* ------------------------------------------------------------------------ */
@@ -469,6 +473,7 @@ void tally__threads_destroy(tally_store *s);
 static inline void
 tally__section_begin(struct tally__thread *t)
 {
+	tally__noise();
 	ck_epoch_begin(&t->epoch, NULL);
 }
 
@@ -479,6 +484,7 @@ tally__section_end(struct tally__thread *t)
 	 * that waited for this section to end. */
 	tally__tsan_release(&t->store->tsan_grace);
 	ck_epoch_end(&t->epoch, NULL);
+	tally__noise();
 }
 
 static inline size_t

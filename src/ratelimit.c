@@ -184,7 +184,13 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 		for (unsigned i = 0; i < 2; i++) {
 			const struct tally__counter *c = &next->c[i];
 
+#if defined(TALLY_MUTATE_WRAPPING_LIMIT)
+			if (c->has_max &&
+			    (int64_t)((uint64_t)c->usage +
+				      (uint64_t)a->amount[i]) > c->max)
+#else
 			if (c->has_max && a->amount[i] > c->max - c->usage)
+#endif
 				mask |= counter_bit[i];
 		}
 		if (mask != 0) {
@@ -203,8 +209,10 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 		return TALLY_OK;
 
 	case TALLY__OP_RESET:
+#if !defined(TALLY_MUTATE_RESET_IGNORES_VERSION)
 		if (old->version != a->observed_version)
 			return TALLY_CONFLICT;
+#endif
 		for (unsigned i = 0; i < 2; i++) {
 			struct tally__counter *c = &next->c[i];
 			tally__lattice l;

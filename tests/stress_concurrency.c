@@ -1337,7 +1337,13 @@ rl_resetter_main(void *arg)
 							   TALLY_RESET_DUE_ONLY,
 						   &mask, &after);
 			if (rc == TALLY_CONFLICT) {
-				r->conflicts++;
+				/* Each conflict means a bump won in between;
+				 * endless conflicts mean get keeps showing a
+				 * version that is gone. */
+				if (++r->conflicts > 1000000) {
+					fault(&r->faults, "reset livelock", rc);
+					break;
+				}
 				continue;
 			}
 			if (rc != TALLY_OK) {
