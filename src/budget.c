@@ -81,8 +81,8 @@ tally__budget_validate(const tally_budget_config *cfg)
 }
 
 void
-tally__budget_init(struct tally__budget_snap *s,
-		   const tally_budget_config *cfg, int64_t now)
+tally__budget_init(struct tally__budget_snap *s, const tally_budget_config *cfg,
+		   int64_t now)
 {
 	tally__lattice l;
 
@@ -261,8 +261,7 @@ tally_budget_bump(tally_store *store, const char *key, int64_t amount,
 }
 
 TALLY_API int
-tally_budget_check(tally_store *store, const char *key,
-		   tally_budget_view *view)
+tally_budget_check(tally_store *store, const char *key, tally_budget_view *view)
 {
 	struct tally__op op;
 

@@ -130,10 +130,10 @@ tally__report(tally_store *s, const char *key, size_t key_len, unsigned kind,
  * record turns out removed, probe (may be NULL) finds its successor.
  */
 int
-tally__cas_loop(tally_store *s, struct tally__thread *t, struct tally__record **rp,
-	 const struct tally__probe *probe, unsigned kind,
-	 struct tally__args *args, void *next, struct tally__rolls *rolls,
-	 bool *installed, uint64_t *version)
+tally__cas_loop(tally_store *s, struct tally__thread *t,
+		struct tally__record **rp, const struct tally__probe *probe,
+		unsigned kind, struct tally__args *args, void *next,
+		struct tally__rolls *rolls, bool *installed, uint64_t *version)
 {
 	struct tally__record *r = *rp;
 	enum tally__obj_type type = snap_type(kind);
@@ -214,8 +214,8 @@ tally__write(struct tally__op *op)
 	if (r == NULL)
 		rc = TALLY_ENOENT;
 	else
-		rc = tally__cas_loop(s, t, &r, &probe, op->kind, &op->args, next,
-			      &rolls, &installed, &version);
+		rc = tally__cas_loop(s, t, &r, &probe, op->kind, &op->args,
+				     next, &rolls, &installed, &version);
 	if (rc >= 0)
 		view_of(op->kind, next, op->view);
 	tally__section_end(t);
@@ -320,8 +320,9 @@ tally__upsert(struct tally__op *op)
 	for (;;) {
 		r = tally__lookup(s, &probe);
 		if (r != NULL) {
-			rc = tally__cas_loop(s, t, &r, &probe, op->kind, &op->args,
-				      next, &rolls, &installed, &version);
+			rc = tally__cas_loop(s, t, &r, &probe, op->kind,
+					     &op->args, next, &rolls,
+					     &installed, &version);
 			if (rc != TALLY_ENOENT)
 				break;
 			/* Removed under us: create it. */
@@ -339,8 +340,7 @@ tally__upsert(struct tally__op *op)
 			fresh->key[len] = '\0';
 		}
 		if (op->kind == TALLY_KIND_BUDGET)
-			tally__budget_init(next, op->args.config,
-					   op->args.now);
+			tally__budget_init(next, op->args.config, op->args.now);
 		else
 			tally__rl_init(next, op->args.config, op->args.now);
 		fresh->snap = next;

@@ -50,8 +50,7 @@
 
 #define TALLY__BARRIER_SPINS 64
 
-_Static_assert(sizeof(struct tally__slab) <= TALLY__SLAB_HDR,
-	       "slab header");
+_Static_assert(sizeof(struct tally__slab) <= TALLY__SLAB_HDR, "slab header");
 _Static_assert(TALLY__SLAB_HDR % _Alignof(union tally__any_snap) == 0,
 	       "snapshots stay aligned inside slabs");
 
@@ -69,8 +68,8 @@ static void
 free_object(tally_store *s, struct tally__thread *t,
 	    const struct tally__retired *it)
 {
-	enum tally__obj_type type = (enum tally__obj_type)(it->size_and_type &
-							   3u);
+	enum tally__obj_type type =
+		(enum tally__obj_type)(it->size_and_type & 3u);
 	size_t size = it->size_and_type >> 2;
 
 	if (type <= TALLY__OBJ_RL_SNAP) {
@@ -128,8 +127,7 @@ poll_once(struct tally__thread *t)
 	ck_epoch_poll_deferred(&t->epoch, &deferred);
 	for (cursor = CK_STACK_FIRST(&deferred); cursor != NULL;
 	     cursor = next) {
-		struct tally__batch *b =
-			batch_of(entry_of(cursor));
+		struct tally__batch *b = batch_of(entry_of(cursor));
 
 		next = CK_STACK_NEXT(cursor);
 		batch_drain(t->store, t, b);
@@ -369,7 +367,6 @@ tally__thread_register(tally_store *s, struct tally__thread **out)
 	*out = t;
 	return TALLY_OK;
 }
-
 
 /* pthread key destructor: the thread is exiting. */
 void

@@ -106,9 +106,9 @@ enum tally__op_code {
 struct tally__args {
 	enum tally__op_code op;
 	int64_t now;
-	bool now_coarse; /* now is a coarse lower bound (see tally__is_due) */
-	bool need_exact; /* set by a transition that needs the exact clock */
-	int64_t amount[2];         /* budget: [0]; rate limit: tokens, requests */
+	bool now_coarse;   /* now is a coarse lower bound (see tally__is_due) */
+	bool need_exact;   /* set by a transition that needs the exact clock */
+	int64_t amount[2]; /* budget: [0]; rate limit: tokens, requests */
 	uint64_t observed_version; /* reset */
 	unsigned counters;         /* reset mask (rate limit) */
 	unsigned out_mask;         /* limited / reset mask (rate limit) */
@@ -159,8 +159,8 @@ void tally__budget_view(const struct tally__budget_snap *s,
 int tally__rl_step(const struct tally__rl_snap *old,
 		   struct tally__rl_snap *next, struct tally__args *args,
 		   struct tally__rolls *rolls, bool *install);
-void tally__rl_init(struct tally__rl_snap *s,
-		    const tally_ratelimit_config *cfg, int64_t now);
+void tally__rl_init(struct tally__rl_snap *s, const tally_ratelimit_config *cfg,
+		    int64_t now);
 int tally__rl_validate(const tally_ratelimit_config *cfg);
 void tally__rl_view(const struct tally__rl_snap *s, tally_ratelimit_view *view);
 
@@ -264,20 +264,20 @@ struct tally__lcache_ent {
 struct tally__thread {
 	ck_epoch_record_t epoch; /* cache-line aligned; owner only */
 	tally_store *store;
-	void *raw;                     /* allocation that holds this struct */
+	void *raw;                      /* allocation that holds this struct */
 	struct tally__thread *all_next; /* every record of the store */
 	struct tally__thread *idle_next;
 	struct tally__batch *batch; /* filling */
 	struct tally__batch *spare; /* ready, so retire never allocates */
 	void *cache[2];             /* free snapshots, by obj type */
 	unsigned long cache_n[2];
-	struct tally__slab *slabs;  /* every block this record cut */
-	char *slab_next[2];         /* next free object of the newest block */
+	struct tally__slab *slabs; /* every block this record cut */
+	char *slab_next[2];        /* next free object of the newest block */
 	unsigned slab_left[2];
-	unsigned in_use; /* atomic: held by a live thread */
+	unsigned in_use;     /* atomic: held by a live thread */
 	unsigned lcache_gen; /* the store's removal count it is valid for */
 	struct tally__lcache_ent lcache[TALLY__LCACHE_SIZE];
-	bool need_poll;  /* a submitted batch awaits its grace period */
+	bool need_poll;      /* a submitted batch awaits its grace period */
 	uint64_t spin_above; /* wait for a grace period above this pending */
 	struct tally__tstats st;
 #if defined(TALLY_MUTATE_STALE_GET)
@@ -301,7 +301,7 @@ struct tally_store {
 	pthread_mutex_t write_lock; /* map writers: insert, remove, grow */
 	pthread_mutex_t reg_lock;   /* thread records: all and idle lists */
 	pthread_key_t tkey;
-	unsigned map_gen; /* atomic; bumped when the map is replaced */
+	unsigned map_gen;  /* atomic; bumped when the map is replaced */
 	unsigned removals; /* atomic; bumped by every remove (lookup caches) */
 	unsigned idle_dirty; /* atomic; an idle thread record holds garbage */
 	tally_clock_fn *clock;
@@ -311,14 +311,14 @@ struct tally_store {
 	tally_roll_fn *on_roll;
 	void *on_roll_ctx;
 	uint64_t seed;
-	uint64_t next_generation; /* under write_lock: version base */
+	uint64_t next_generation;  /* under write_lock: version base */
 	struct tally__thread *all; /* under reg_lock */
 	struct tally__thread *idle;
 	uint64_t threads_total;
 	unsigned long hs_capacity; /* under write_lock: slots of the live map */
 	unsigned long hs_overhead; /* bytes of a map allocation beyond slots */
 	unsigned long hs_last_cap; /* slots of the newest map allocation */
-	char tombstone;  /* its address marks a removed record */
+	char tombstone;            /* its address marks a removed record */
 	char tsan_grace; /* its address is the TSan grace-period sync object */
 	bool map_ready;
 };
@@ -329,7 +329,6 @@ void tally__free(tally_store *s, void *p, size_t size);
 
 /* Hash (hash.c) */
 uint64_t tally__hash(const void *key, size_t len, uint64_t seed);
-
 
 /* ------------------------------------------------------------------------ */
 /* Hot-path helpers, inline: every call runs them once.                     */
@@ -342,8 +341,8 @@ int tally__key_check(const char *key, size_t *len);
 extern const char tally__probe_tag;
 
 static inline void
-tally__probe_init(const tally_store *s, struct tally__probe *p,
-		  const char *key, size_t len, unsigned kind)
+tally__probe_init(const tally_store *s, struct tally__probe *p, const char *key,
+		  size_t len, unsigned kind)
 {
 	p->tag = &tally__probe_tag;
 	p->key = key;
@@ -490,8 +489,9 @@ tally__section_end(struct tally__thread *t)
 static inline size_t
 tally__snap_size(enum tally__obj_type type)
 {
-	return type == TALLY__OBJ_BUDGET_SNAP ? sizeof(struct tally__budget_snap)
-					      : sizeof(struct tally__rl_snap);
+	return type == TALLY__OBJ_BUDGET_SNAP
+		       ? sizeof(struct tally__budget_snap)
+		       : sizeof(struct tally__rl_snap);
 }
 
 static inline size_t

@@ -144,8 +144,7 @@ would_overflow(const struct tally__rl_snap *s, const int64_t amount[2])
 
 int
 tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
-	       struct tally__args *a, struct tally__rolls *rolls,
-	       bool *install)
+	       struct tally__args *a, struct tally__rolls *rolls, bool *install)
 {
 	unsigned rolled, mask = 0;
 
@@ -173,8 +172,8 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 		}
 		next->c[0].usage += a->amount[0];
 		next->c[1].usage += a->amount[1];
-		*install = rolled != 0 || a->amount[0] != 0 ||
-			   a->amount[1] != 0;
+		*install =
+			rolled != 0 || a->amount[0] != 0 || a->amount[1] != 0;
 		return TALLY_OK;
 
 	case TALLY__OP_TRY:
@@ -204,8 +203,8 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 		}
 		next->c[0].usage += a->amount[0];
 		next->c[1].usage += a->amount[1];
-		*install = rolled != 0 || a->amount[0] != 0 ||
-			   a->amount[1] != 0;
+		*install =
+			rolled != 0 || a->amount[0] != 0 || a->amount[1] != 0;
 		return TALLY_OK;
 
 	case TALLY__OP_RESET:
@@ -360,8 +359,8 @@ tally_ratelimit_check(tally_store *store, const char *key, unsigned *limited,
 }
 
 TALLY_API int
-tally_ratelimit_try_consume(tally_store *store, const char *key,
-			    int64_t tokens, int64_t requests, unsigned *limited,
+tally_ratelimit_try_consume(tally_store *store, const char *key, int64_t tokens,
+			    int64_t requests, unsigned *limited,
 			    tally_ratelimit_view *view)
 {
 	struct tally__op op;

@@ -138,8 +138,6 @@ map_leave(void)
 /* Keys and map callbacks                                                   */
 /* ------------------------------------------------------------------------ */
 
-
-
 static unsigned long
 hs_hash(const void *object, unsigned long seed)
 {
@@ -171,7 +169,6 @@ hs_compare(const void *stored, const void *arg)
 		       memcmp(r->key, k->key, k->key_len) == 0;
 	}
 }
-
 
 /*
  * Insert a record whose key is known to be absent (write_lock held). Grows
@@ -233,8 +230,6 @@ default_clock(void *ctx)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-
-
 
 int
 tally__key_check(const char *key, size_t *len)

@@ -81,8 +81,7 @@ tally_sweep(tally_store *s, tally_roll_fn *cb, void *ctx, size_t *rolled)
 		args.op = TALLY__OP_ROLL;
 		args.now = now;
 		(void)tally__cas_loop(s, t, &r, NULL, r->kind, &args,
-				      next[type], &rolls, &installed,
-				      &version);
+				      next[type], &rolls, &installed, &version);
 		if (!installed)
 			continue;
 		next[type] = NULL;

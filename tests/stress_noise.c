@@ -312,8 +312,9 @@ run_config(int threads, int keys)
 
 		budget_config(&bc, k);
 		key_of(name, sizeof name, 0, k);
-		assert_int_equal(tally_budget_upsert(run.store, name, &bc, NULL),
-				 TALLY_CREATED);
+		assert_int_equal(
+			tally_budget_upsert(run.store, name, &bc, NULL),
+			TALLY_CREATED);
 		rate_config(&rc, k);
 		key_of(name, sizeof name, 1, k);
 		assert_int_equal(

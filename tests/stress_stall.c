@@ -33,7 +33,7 @@ struct stall_alloc {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	pthread_t victim;
-	bool armed;    /* the victim's next allocation of block_size blocks */
+	bool armed; /* the victim's next allocation of block_size blocks */
 	size_t block_size;
 	bool stalled;  /* the victim is blocked inside the library */
 	bool released; /* let it go */
@@ -225,8 +225,7 @@ test_stalled_thread_does_not_block_others(void **state)
 	 * high-water mark. */
 	assert_true(after.pending <
 		    (uint64_t)(BUMPERS + 1) *
-			    (TALLY__PENDING_HIGH +
-			     4 * TALLY__BATCH_CAP));
+			    (TALLY__PENDING_HIGH + 4 * TALLY__BATCH_CAP));
 
 	/* Destroy never waits and frees everything. */
 	tally_store_destroy(sh.store);

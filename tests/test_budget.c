@@ -1462,8 +1462,8 @@ test_coarse_clock_near_boundary_asks_exact(void **state)
 	for (int i = 0; i < 3; i++) {
 		for (int k = 0; k < 4; k++) {
 			bool need = false;
-			struct bres r = coarse_op(&s, codes[i], times[k], 1,
-						  &need);
+			struct bres r =
+				coarse_op(&s, codes[i], times[k], 1, &need);
 
 			assert_int_equal(r.rc, TALLY__NEED_CLOCK);
 			assert_true(need);
@@ -1481,9 +1481,9 @@ test_coarse_clock_window_never_ends(void **state)
 	tally_budget_config c = bcfg(10, "none", false, 0, 0);
 	struct tally__budget_snap s = mk(&c, 0);
 	bool need = true;
-	struct bres r = coarse_op(&s, TALLY__OP_BUMP,
-				  INT64_MAX - TALLY__COARSE_MARGIN - 1, 3,
-				  &need);
+	struct bres r =
+		coarse_op(&s, TALLY__OP_BUMP,
+			  INT64_MAX - TALLY__COARSE_MARGIN - 1, 3, &need);
 
 	(void)state;
 	assert_int_equal(r.rc, TALLY_OK);
@@ -1504,8 +1504,8 @@ static void
 test_default_clock_store(void **state)
 {
 	tally_store *st;
-	tally_budget_config c = bcfg(1000000, "1h", true, 0,
-				     TALLY_ANCHOR_DEFAULT);
+	tally_budget_config c =
+		bcfg(1000000, "1h", true, 0, TALLY_ANCHOR_DEFAULT);
 	tally_budget_view v;
 	struct timespec ts;
 	int64_t before, after;
