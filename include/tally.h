@@ -313,8 +313,8 @@ typedef struct tally_budget_config {
 typedef struct tally_budget_view {
 	tally_budget_config config; /* anchor is the effective anchor */
 	int64_t usage;
-	int64_t window_start; /* a lattice boundary (the anchor if no period) */
-	int64_t window_end;   /* next boundary; INT64_MAX when it never resets */
+	int64_t window_start; /* a lattice boundary, or where it last rolled */
+	int64_t window_end;   /* next boundary; INT64_MAX: it never rolls */
 	uint64_t version;
 } tally_budget_view;
 

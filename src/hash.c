@@ -16,7 +16,14 @@
 
 __extension__ typedef unsigned __int128 u128;
 
-static inline uint64_t
+/* The mixing multiplies wrap modulo 2^64 on purpose. */
+#if defined(__clang__)
+#define TALLY__WRAPS __attribute__((no_sanitize("unsigned-integer-overflow")))
+#else
+#define TALLY__WRAPS
+#endif
+
+TALLY__WRAPS static inline uint64_t
 fold_mul(uint64_t a, uint64_t b)
 {
 	u128 p = (u128)a * b;
@@ -53,7 +60,7 @@ read_short(const unsigned char *p, size_t n)
 	return (uint64_t)p[0] << 16 | (uint64_t)p[n / 2] << 8 | p[n - 1];
 }
 
-uint64_t
+TALLY__WRAPS uint64_t
 tally__hash(const void *key, size_t len, uint64_t seed)
 {
 	const unsigned char *p = key;

@@ -134,11 +134,22 @@ struct tally__args {
  */
 #define TALLY__COARSE_MARGIN INT64_C(1000000000)
 
+/* A window is due when now has reached its end. An end of INT64_MAX means
+ * no boundary after the window is representable (or no period at all): such
+ * a window never rolls, even at the last nanosecond of int64 time. */
+static inline bool
+tally__window_due(int64_t now, int64_t end)
+{
+	return end != INT64_MAX && now >= end;
+}
+
 static inline bool
 tally__is_due(struct tally__args *a, int64_t end)
 {
 	if (!a->now_coarse)
-		return a->now >= end;
+		return tally__window_due(a->now, end);
+	if (end == INT64_MAX)
+		return false;
 	if (end >= INT64_MIN + TALLY__COARSE_MARGIN &&
 	    a->now < end - TALLY__COARSE_MARGIN)
 		return false;
@@ -348,7 +359,7 @@ tally__probe_init(const tally_store *s, struct tally__probe *p, const char *key,
 	p->key = key;
 	p->kind = (uint8_t)kind;
 	p->key_len = (uint8_t)len;
-	p->hash = (unsigned long)tally__hash(key, len, s->seed + kind);
+	p->hash = (unsigned long)tally__hash(key, len, s->seed ^ kind);
 }
 
 /* Map lookup; inside an epoch section. */

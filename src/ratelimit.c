@@ -220,7 +220,7 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 			if ((a->counters & counter_bit[i]) == 0)
 				continue;
 			if ((a->counters & TALLY_RESET_DUE_ONLY) != 0 &&
-			    a->now < c->window_end)
+			    !tally__window_due(a->now, c->window_end))
 				continue;
 			lattice_of(next, c, &l);
 			tally__window(&l, a->now, &start, &end);

@@ -24,11 +24,12 @@ due(const struct tally__record *r, const void *snap, int64_t now)
 	if (r->kind == TALLY_KIND_BUDGET) {
 		const struct tally__budget_snap *b = snap;
 
-		return now >= b->window_end;
+		return tally__window_due(now, b->window_end);
 	} else {
 		const struct tally__rl_snap *q = snap;
 
-		return now >= q->c[0].window_end || now >= q->c[1].window_end;
+		return tally__window_due(now, q->c[0].window_end) ||
+		       tally__window_due(now, q->c[1].window_end);
 	}
 }
 
