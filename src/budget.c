@@ -212,12 +212,7 @@ static inline void
 op_init(struct tally__op *op, tally_store *store, const char *key,
 	enum tally__op_code code, void *view)
 {
-	memset(op, 0, sizeof *op);
-	op->store = store;
-	op->key = key;
-	op->kind = TALLY_KIND_BUDGET;
-	op->args.op = code;
-	op->view = view;
+	tally__op_init(op, store, key, TALLY_KIND_BUDGET, code, view);
 }
 
 TALLY_API int

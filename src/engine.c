@@ -183,6 +183,29 @@ tally__cas_loop(tally_store *s, struct tally__thread *t,
 	}
 }
 
+/*
+ * Everything a write needs before it may change anything: a valid key, the
+ * thread's record, room to retire `slots` objects and the successor
+ * snapshot. Any failure here returns with nothing changed.
+ */
+static int
+prepare(struct tally__op *op, unsigned slots, struct tally__thread **t,
+	void **next, size_t *len, struct tally__probe *probe)
+{
+	int rc;
+
+	if ((rc = tally__key_check(op->key, len)) != TALLY_OK)
+		return rc;
+	if ((rc = tally__thread_get(op->store, t)) != TALLY_OK)
+		return rc;
+	if ((rc = tally__reserve(*t, slots)) != TALLY_OK)
+		return rc;
+	if ((*next = tally__snap_alloc(*t, snap_type(op->kind))) == NULL)
+		return TALLY_ENOMEM;
+	tally__probe_init(op->store, probe, op->key, *len, op->kind);
+	return TALLY_OK;
+}
+
 int
 tally__write(struct tally__op *op)
 {
@@ -198,16 +221,9 @@ tally__write(struct tally__op *op)
 	void *next;
 	int rc;
 
-	if ((rc = tally__key_check(op->key, &len)) != TALLY_OK)
+	if ((rc = prepare(op, 1, &t, &next, &len, &probe)) != TALLY_OK)
 		return rc;
-	if ((rc = tally__thread_get(s, &t)) != TALLY_OK)
-		return rc;
-	if ((rc = tally__reserve(t, 1)) != TALLY_OK)
-		return rc;
-	if ((next = tally__snap_alloc(t, type)) == NULL)
-		return TALLY_ENOMEM;
 	tally__now_for(s, &op->args);
-	tally__probe_init(s, &probe, op->key, len, op->kind);
 
 	tally__section_begin(t);
 	r = tally__lookup_cached(s, t, &probe);
@@ -303,17 +319,10 @@ tally__upsert(struct tally__op *op)
 	void *next;
 	int rc;
 
-	if ((rc = tally__key_check(op->key, &len)) != TALLY_OK)
-		return rc;
-	if ((rc = tally__thread_get(s, &t)) != TALLY_OK)
-		return rc;
 	/* Old snapshot, or up to two old maps when the insert grows it. */
-	if ((rc = tally__reserve(t, 3)) != TALLY_OK)
+	if ((rc = prepare(op, 3, &t, &next, &len, &probe)) != TALLY_OK)
 		return rc;
-	if ((next = tally__snap_alloc(t, type)) == NULL)
-		return TALLY_ENOMEM;
 	op->args.now = tally__now(s);
-	tally__probe_init(s, &probe, op->key, len, op->kind);
 	rec_size = tally__record_size(len);
 
 	tally__section_begin(t);

@@ -520,6 +520,18 @@ struct tally__op {
 	void *view; /* tally_budget_view / tally_ratelimit_view or NULL */
 };
 
+static inline void
+tally__op_init(struct tally__op *op, tally_store *store, const char *key,
+	       unsigned kind, enum tally__op_code code, void *view)
+{
+	memset(op, 0, sizeof *op);
+	op->store = store;
+	op->key = key;
+	op->kind = kind;
+	op->args.op = code;
+	op->view = view;
+}
+
 int tally__cas_loop(tally_store *s, struct tally__thread *t,
 		    struct tally__record **rp, const struct tally__probe *probe,
 		    unsigned kind, struct tally__args *args, void *next,

@@ -291,12 +291,7 @@ static inline void
 op_init(struct tally__op *op, tally_store *store, const char *key,
 	enum tally__op_code code, void *view)
 {
-	memset(op, 0, sizeof *op);
-	op->store = store;
-	op->key = key;
-	op->kind = TALLY_KIND_RATELIMIT;
-	op->args.op = code;
-	op->view = view;
+	tally__op_init(op, store, key, TALLY_KIND_RATELIMIT, code, view);
 }
 
 TALLY_API int
