@@ -143,6 +143,8 @@ tally__cas_loop(tally_store *s, struct tally__thread *t,
 	void *base = tally__snap_load(&r->snap);
 #endif
 
+	unsigned backoff = 32;
+
 	*installed = false;
 	for (;;) {
 		void *old = tally__snap_load(&r->snap);
@@ -180,6 +182,12 @@ tally__cas_loop(tally_store *s, struct tally__thread *t,
 			return rc;
 		}
 		tally__stat_add(&t->st.cas_retries, 1);
+		/* Contention on one record: back off (exponentially, capped)
+		 * before loading again, so the winner's line settles. */
+		for (unsigned i = 0; i < backoff; i++)
+			ck_pr_stall();
+		if (backoff < 2048)
+			backoff = backoff * 2 + 1;
 	}
 }
 
@@ -226,7 +234,7 @@ tally__write(struct tally__op *op)
 	tally__now_for(s, &op->args);
 
 	tally__section_begin(t);
-	r = tally__lookup_cached(s, t, &probe);
+	r = tally__lookup_cached(s, t, &probe, true);
 	if (r == NULL)
 		rc = TALLY_ENOENT;
 	else
@@ -268,7 +276,7 @@ tally__read(struct tally__op *op)
 	tally__probe_init(s, &probe, op->key, len, op->kind);
 
 	tally__section_begin(t);
-	r = tally__lookup_cached(s, t, &probe);
+	r = tally__lookup_cached(s, t, &probe, false);
 	rc = TALLY_ENOENT;
 	while (r != NULL) {
 		void *old = tally__snap_load(&r->snap);

@@ -376,7 +376,7 @@ tally__lookup(tally_store *s, const struct tally__probe *p)
 /* Map lookup through the thread's cache; inside an epoch section. */
 static inline struct tally__record *
 tally__lookup_cached(tally_store *s, struct tally__thread *t,
-		     const struct tally__probe *p)
+		     const struct tally__probe *p, bool write)
 {
 	unsigned gen = tally__load_uint(&s->removals);
 	struct tally__lcache_ent *e;
@@ -388,6 +388,10 @@ tally__lookup_cached(tally_store *s, struct tally__thread *t,
 	}
 	e = &t->lcache[p->hash & (TALLY__LCACHE_SIZE - 1)];
 	r = e->r;
+	/* Writes will CAS this line: fetch it for writing at once, instead
+	 * of shared now and exclusive again at the CAS. */
+	if (r != NULL && write)
+		__builtin_prefetch(r, 1, 3);
 	if (r != NULL && e->hash == p->hash && r->kind == p->kind &&
 	    r->key_len == p->key_len && memcmp(r->key, p->key, p->key_len) == 0)
 		return r;
