@@ -938,10 +938,86 @@ test_view_copies_every_field(void **state)
 	assert_true(v.config.calendar_aligned);
 }
 
+/*
+ * Coarse clock readings (see test_budget.c): a rate-limit transition may
+ * decide "neither counter is due" only when even now + the margin is before
+ * both windows' ends; if either counter might be due it asks for the exact
+ * clock and changes nothing.
+ */
+static struct rres
+coarse(const struct tally__rl_snap *old, enum tally__op_code code, int64_t now,
+       bool *need_exact)
+{
+	struct tally__args a;
+	struct rres r;
+
+	memset(&a, 0, sizeof a);
+	a.op = code;
+	a.now = now;
+	a.now_coarse = true;
+	a.amount[0] = 5;
+	a.amount[1] = 1;
+	memset(&r, 0x5a, sizeof r);
+	r.install = true;
+	r.rolls.n = 0;
+	r.rc = tally__rl_step(old, &r.next, &a, &r.rolls, &r.install);
+	*need_exact = a.need_exact;
+	return r;
+}
+
+static void
+test_coarse_clock(void **state)
+{
+	tally_ratelimit_config c = std_cfg();
+	struct tally__rl_snap s = mk(&c, NOW0);
+	const enum tally__op_code codes[3] = {TALLY__OP_BUMP, TALLY__OP_TRY,
+					      TALLY__OP_CHECK};
+	/* Tokens end first (the minute); requests at the hour. */
+	int64_t far = s.c[0].window_end - TALLY__COARSE_MARGIN - 1;
+	int64_t near_tokens = s.c[0].window_end - TALLY__COARSE_MARGIN;
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		bool need = true;
+		struct rres r = coarse(&s, codes[i], far, &need);
+
+		assert_false(need);
+		assert_int_equal(r.rc, TALLY_OK);
+		assert_int_equal(r.rolls.n, 0);
+		assert_int_equal(r.install, codes[i] != TALLY__OP_CHECK);
+		if (codes[i] != TALLY__OP_CHECK) {
+			assert_int_equal(r.next.c[0].usage, s.c[0].usage + 5);
+			assert_int_equal(r.next.c[1].usage, s.c[1].usage + 1);
+		}
+
+		need = false;
+		r = coarse(&s, codes[i], near_tokens, &need);
+		assert_true(need);
+		assert_int_equal(r.rc, TALLY__NEED_CLOCK);
+		assert_false(r.install);
+		assert_int_equal(r.rolls.n, 0);
+	}
+}
+
+/* Store-level bad option: more records than the map can be sized for. */
+static void
+test_expected_records_too_large(void **state)
+{
+	tally_store_options o = TALLY_STORE_OPTIONS_INIT;
+	tally_store *st = NULL;
+
+	(void)state;
+	o.expected_records = (size_t)1 << 40;
+	assert_int_equal(tally_store_create(&st, &o), TALLY_EINVAL);
+	assert_null(st);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_coarse_clock),
+		cmocka_unit_test(test_expected_records_too_large),
 		cmocka_unit_test(test_init),
 		cmocka_unit_test(test_get),
 		cmocka_unit_test(test_bump_adds_both),
