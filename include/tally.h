@@ -125,8 +125,8 @@ TALLY_API const char *tally_result_name(int rc);
 typedef enum tally_period_unit {
 	TALLY_PERIOD_NONE = 0,  /* no period: the window never resets */
 	TALLY_PERIOD_FIXED = 1, /* count nanoseconds (s m h d, compounds) */
-	TALLY_PERIOD_WEEK = 2,  /* count weeks (w); Monday-aligned on the grid */
-	TALLY_PERIOD_MONTH = 3  /* count calendar months (M; Q = 3, Y = 12) */
+	TALLY_PERIOD_WEEK = 2, /* count weeks (w); Monday-aligned on the grid */
+	TALLY_PERIOD_MONTH = 3 /* count calendar months (M; Q = 3, Y = 12) */
 } tally_period_unit;
 
 typedef struct tally_period {
@@ -134,7 +134,9 @@ typedef struct tally_period {
 	int32_t unit;  /* a tally_period_unit */
 } tally_period;
 
+/* clang-format off */
 #define TALLY_PERIOD_NONE_INIT {0, TALLY_PERIOD_NONE}
+/* clang-format on */
 
 /*
  * Parse text such as "30s", "5m", "1h", "1d", "1w", "1M", "1Q", "1Y",
@@ -222,19 +224,21 @@ typedef struct tally_roll {
 typedef void tally_roll_fn(const tally_roll *roll, void *ctx);
 
 typedef struct tally_store_options {
-	size_t size;              /* sizeof(tally_store_options); set by _INIT */
-	size_t expected_records;  /* pre-sizes the map; 0 = a small default */
-	tally_clock_fn *clock;    /* NULL = clock_gettime(CLOCK_REALTIME) */
+	size_t size;             /* sizeof(tally_store_options); set by _INIT */
+	size_t expected_records; /* pre-sizes the map; 0 = a small default */
+	tally_clock_fn *clock;   /* NULL = clock_gettime(CLOCK_REALTIME) */
 	void *clock_ctx;
 	tally_allocator allocator; /* malloc == NULL: malloc/free */
-	tally_roll_fn *on_roll;   /* NULL = no listener */
+	tally_roll_fn *on_roll;    /* NULL = no listener */
 	void *on_roll_ctx;
-	uint64_t hash_seed;       /* 0 = derived per store */
+	uint64_t hash_seed; /* 0 = derived per store */
 } tally_store_options;
 
+/* clang-format off */
 #define TALLY_STORE_OPTIONS_INIT                                               \
 	{sizeof(tally_store_options), 0, NULL, NULL, {NULL, NULL, NULL},      \
 	 NULL, NULL, 0}
+/* clang-format on */
 
 /*
  * Create a store. options may be NULL (all defaults); otherwise options->size
@@ -295,15 +299,17 @@ TALLY_API int tally_sweep(tally_store *store, tally_roll_fn *cb, void *ctx,
 #define TALLY_UTC_OFFSET_MAX (24 * 60 - 1)
 
 typedef struct tally_budget_config {
-	int64_t max_limit;     /* >= 0; usage >= max_limit blocks */
-	tally_period period;   /* TALLY_PERIOD_NONE: never resets (prepaid) */
-	int64_t anchor;        /* ns, or TALLY_ANCHOR_DEFAULT */
+	int64_t max_limit;   /* >= 0; usage >= max_limit blocks */
+	tally_period period; /* TALLY_PERIOD_NONE: never resets (prepaid) */
+	int64_t anchor;      /* ns, or TALLY_ANCHOR_DEFAULT */
 	int32_t utc_offset_minutes;
 	bool calendar_aligned; /* boundaries on the UTC grid (+offset) */
 } tally_budget_config;
 
+/* clang-format off */
 #define TALLY_BUDGET_CONFIG_INIT                                               \
 	{0, TALLY_PERIOD_NONE_INIT, TALLY_ANCHOR_DEFAULT, 0, false}
+/* clang-format on */
 
 /*
  * Versions. Every successful write installs a snapshot whose version is the
@@ -335,9 +341,8 @@ tally_budget_upsert(tally_store *store, const char *key,
  * see tally_budget_check for the effective state). Returns TALLY_OK,
  * TALLY_ENOENT, TALLY_EINVAL, TALLY_EKEY or TALLY_ENOMEM (first call of a
  * thread could not register it). */
-TALLY_API TALLY_NODISCARD int tally_budget_get(tally_store *store,
-					       const char *key,
-					       tally_budget_view *view);
+TALLY_API TALLY_NODISCARD int
+tally_budget_get(tally_store *store, const char *key, tally_budget_view *view);
 
 /*
  * Add amount (>= 0) after the fact. Rolls a due window first, in the same
@@ -367,9 +372,10 @@ TALLY_API TALLY_NODISCARD int tally_budget_check(tally_store *store,
  * TALLY_EKEY or TALLY_ENOMEM. view receives the installed snapshot on OK, the
  * effective state on LIMITED.
  */
-TALLY_API TALLY_NODISCARD int
-tally_budget_try_consume(tally_store *store, const char *key, int64_t amount,
-			 tally_budget_view *view);
+TALLY_API TALLY_NODISCARD int tally_budget_try_consume(tally_store *store,
+						       const char *key,
+						       int64_t amount,
+						       tally_budget_view *view);
 
 /*
  * Operator reset: zero usage and set window_start to the window of now, only
@@ -378,9 +384,10 @@ tally_budget_try_consume(tally_store *store, const char *key, int64_t amount,
  * differs: nothing changed), TALLY_ENOENT, TALLY_EINVAL, TALLY_EKEY or
  * TALLY_ENOMEM.
  */
-TALLY_API TALLY_NODISCARD int
-tally_budget_reset(tally_store *store, const char *key,
-		   uint64_t observed_version, tally_budget_view *view);
+TALLY_API TALLY_NODISCARD int tally_budget_reset(tally_store *store,
+						 const char *key,
+						 uint64_t observed_version,
+						 tally_budget_view *view);
 
 /* Delete the budget. view (may be NULL) receives its last snapshot, so its
  * final usage can be persisted. Concurrent calls see it or get TALLY_ENOENT.
@@ -441,16 +448,17 @@ tally_ratelimit_bump(tally_store *store, const char *key, int64_t tokens,
 /* TALLY_LIMITED if any counter with a max has usage >= max (a due counter
  * counts as rolled). limited (may be NULL) receives the mask of blocking
  * counters. Reads only. */
-TALLY_API TALLY_NODISCARD int
-tally_ratelimit_check(tally_store *store, const char *key, unsigned *limited,
-		      tally_ratelimit_view *view);
+TALLY_API TALLY_NODISCARD int tally_ratelimit_check(tally_store *store,
+						    const char *key,
+						    unsigned *limited,
+						    tally_ratelimit_view *view);
 
 /* Take tokens and requests only if both fit (usage + amount <= max for each
  * counter that has a max); otherwise nothing and TALLY_LIMITED, with the mask
  * of counters that did not fit in *limited (may be NULL). */
 TALLY_API TALLY_NODISCARD int
-tally_ratelimit_try_consume(tally_store *store, const char *key,
-			    int64_t tokens, int64_t requests, unsigned *limited,
+tally_ratelimit_try_consume(tally_store *store, const char *key, int64_t tokens,
+			    int64_t requests, unsigned *limited,
 			    tally_ratelimit_view *view);
 
 /* Only reset counters whose window is due at the time of the reset. */

@@ -441,8 +441,8 @@ tally_store_stats(tally_store *s, tally_stats *out)
 	pthread_mutex_unlock(&s->reg_lock);
 	out->threads_active = active;
 	/* Threads move on while they are summed: never wrap. */
-	out->pending = out->retired > out->freed ? out->retired - out->freed
-						 : 0;
+	out->pending =
+		out->retired > out->freed ? out->retired - out->freed : 0;
 	pthread_mutex_lock(&s->write_lock);
 	out->records = ck_hs_count(&s->hs);
 	pthread_mutex_unlock(&s->write_lock);
