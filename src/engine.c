@@ -29,13 +29,6 @@
 
 #include "internal.h"
 
-static inline enum tally__obj_type
-snap_type(unsigned kind)
-{
-	return kind == TALLY_KIND_BUDGET ? TALLY__OBJ_BUDGET_SNAP
-					 : TALLY__OBJ_RL_SNAP;
-}
-
 static inline int
 kind_step(unsigned kind, const void *old, void *next, struct tally__args *a,
 	  struct tally__rolls *rolls, bool *install)
@@ -136,7 +129,7 @@ tally__cas_loop(tally_store *s, struct tally__thread *t,
 		struct tally__rolls *rolls, bool *installed, uint64_t *version)
 {
 	struct tally__record *r = *rp;
-	enum tally__obj_type type = snap_type(kind);
+	enum tally__obj_type type = tally__snap_type(kind);
 #if defined(TALLY_MUTATE_READ_OUTSIDE_CAS)
 	/* Planted bug (tests/mutation): the successor is computed from a
 	 * snapshot read once, outside the loop. */
@@ -208,7 +201,7 @@ prepare(struct tally__op *op, unsigned slots, struct tally__thread **t,
 		return rc;
 	if ((rc = tally__reserve(*t, slots)) != TALLY_OK)
 		return rc;
-	if ((*next = tally__snap_alloc(*t, snap_type(op->kind))) == NULL)
+	if ((*next = tally__snap_alloc(*t, tally__snap_type(op->kind))) == NULL)
 		return TALLY_ENOMEM;
 	tally__probe_init(op->store, probe, op->key, *len, op->kind);
 	return TALLY_OK;
@@ -221,8 +214,8 @@ tally__write(struct tally__op *op)
 	struct tally__thread *t;
 	struct tally__probe probe;
 	struct tally__record *r;
-	struct tally__rolls rolls = {.n = 0};
-	enum tally__obj_type type = snap_type(op->kind);
+	struct tally__rolls rolls;
+	enum tally__obj_type type = tally__snap_type(op->kind);
 	bool installed = false;
 	uint64_t version = 0;
 	size_t len;
@@ -231,6 +224,7 @@ tally__write(struct tally__op *op)
 
 	if ((rc = prepare(op, 1, &t, &next, &len, &probe)) != TALLY_OK)
 		return rc;
+	rolls.n = 0; /* notes are filled only when n grows */
 	tally__now_for(s, &op->args);
 
 	tally__section_begin(t);
@@ -319,8 +313,8 @@ tally__upsert(struct tally__op *op)
 	struct tally__thread *t;
 	struct tally__probe probe;
 	struct tally__record *r, *fresh = NULL;
-	struct tally__rolls rolls = {.n = 0};
-	enum tally__obj_type type = snap_type(op->kind);
+	struct tally__rolls rolls;
+	enum tally__obj_type type = tally__snap_type(op->kind);
 	bool installed = false;
 	uint64_t version = 0;
 	size_t len, rec_size;
@@ -330,6 +324,7 @@ tally__upsert(struct tally__op *op)
 	/* Old snapshot, or up to two old maps when the insert grows it. */
 	if ((rc = prepare(op, 3, &t, &next, &len, &probe)) != TALLY_OK)
 		return rc;
+	rolls.n = 0;
 	op->args.now = tally__now(s);
 	rec_size = tally__record_size(len);
 
@@ -401,7 +396,7 @@ tally__remove(struct tally__op *op)
 	struct tally__thread *t;
 	struct tally__probe probe;
 	struct tally__record *r;
-	enum tally__obj_type type = snap_type(op->kind);
+	enum tally__obj_type type = tally__snap_type(op->kind);
 	size_t len;
 	int rc;
 

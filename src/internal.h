@@ -501,6 +501,13 @@ tally__section_end(struct tally__thread *t)
 	tally__noise();
 }
 
+static inline enum tally__obj_type
+tally__snap_type(unsigned kind)
+{
+	return kind == TALLY_KIND_BUDGET ? TALLY__OBJ_BUDGET_SNAP
+					 : TALLY__OBJ_RL_SNAP;
+}
+
 static inline size_t
 tally__snap_size(enum tally__obj_type type)
 {

@@ -34,7 +34,6 @@ const char tally__probe_tag = 0;
 static _Thread_local struct map_ctx {
 	tally_store *store;
 	struct tally__thread *thread;
-	bool failed;
 } map_ctx;
 
 /* ------------------------------------------------------------------------ */
@@ -80,10 +79,8 @@ map_malloc(size_t size)
 
 	TALLY_ASSERT(s != NULL);
 	if (size > SIZE_MAX - MAP_HDR ||
-	    (p = tally__malloc(s, size + MAP_HDR)) == NULL) {
-		map_ctx.failed = true;
+	    (p = tally__malloc(s, size + MAP_HDR)) == NULL)
 		return NULL;
-	}
 	/* ck 0.7.1 leaves some map fields (the tombstone count) unset: hand
 	 * out zeroed memory so they start at 0 whatever the allocator. */
 	memset(p + MAP_HDR, 0, size);
@@ -120,20 +117,14 @@ map_enter(tally_store *s, struct tally__thread *t)
 {
 	map_ctx.store = s;
 	map_ctx.thread = t;
-	map_ctx.failed = false;
 }
 
-static bool
+static void
 map_leave(void)
 {
-	bool failed = map_ctx.failed;
-
 	map_ctx.store = NULL;
 	map_ctx.thread = NULL;
-	map_ctx.failed = false;
-	return failed;
 }
-
 /* ------------------------------------------------------------------------ */
 /* Keys and map callbacks                                                   */
 /* ------------------------------------------------------------------------ */

@@ -58,20 +58,21 @@ tally_sweep(tally_store *s, tally_roll_fn *cb, void *ctx, size_t *rolled)
 	while (ck_hs_next_spmc(&s->hs, &it, &obj)) {
 		struct tally__record *r = obj;
 		struct tally__args args;
-		struct tally__rolls rolls = {.n = 0};
+		struct tally__rolls rolls;
 		enum tally__obj_type type;
 		bool installed;
 		uint64_t version;
 		char key[TALLY_KEY_MAX + 1];
 		size_t key_len;
+		unsigned kind;
 		void *snap;
 
+		rolls.n = 0;
 		tally__tsan_acquire(r);
 		snap = tally__snap_load(&r->snap);
 		if (snap == &s->tombstone || !due(r, snap, now))
 			continue;
-		type = r->kind == TALLY_KIND_BUDGET ? TALLY__OBJ_BUDGET_SNAP
-						    : TALLY__OBJ_RL_SNAP;
+		type = tally__snap_type(r->kind);
 		if (tally__reserve(t, 1) != TALLY_OK ||
 		    (next[type] == NULL &&
 		     (next[type] = tally__snap_alloc(t, type)) == NULL)) {
@@ -87,15 +88,15 @@ tally_sweep(tally_store *s, tally_roll_fn *cb, void *ctx, size_t *rolled)
 			continue;
 		next[type] = NULL;
 		count += rolls.n;
+		/* r may be freed once the section ends: copy what the
+		 * report needs. */
+		kind = r->kind;
 		key_len = r->key_len;
 		memcpy(key, r->key, key_len + 1);
 
 		tally__section_end(t);
-		tally__report(s, key, key_len,
-			      type == TALLY__OBJ_BUDGET_SNAP
-				      ? TALLY_KIND_BUDGET
-				      : TALLY_KIND_RATELIMIT,
-			      TALLY_ROLL_SWEEP, &rolls, version, cb, ctx);
+		tally__report(s, key, key_len, kind, TALLY_ROLL_SWEEP, &rolls,
+			      version, cb, ctx);
 		tally__maintain(t);
 		tally__section_begin(t);
 		if (tally__load_uint(&s->map_gen) != gen) {
