@@ -26,16 +26,14 @@ lattice_of(const struct tally__budget_snap *s, tally__lattice *l)
 	l->anchor = s->anchor;
 }
 
-/* Rolls s if due at a->now; appends a note when rolls != NULL. */
+/* Rolls s, which is due at a->now; appends a note when rolls != NULL. */
 static bool
-roll_if_due(struct tally__budget_snap *s, struct tally__args *a,
-	    struct tally__rolls *rolls)
+roll_due(struct tally__budget_snap *s, struct tally__args *a,
+	 struct tally__rolls *rolls)
 {
 	tally__lattice l;
 	int64_t start, end;
 
-	if (!tally__is_due(a, s->window_end))
-		return false;
 	lattice_of(s, &l);
 	tally__window(&l, a->now, &start, &end);
 	if (start <= s->window_start)
@@ -52,6 +50,16 @@ roll_if_due(struct tally__budget_snap *s, struct tally__args *a,
 	s->window_start = start;
 	s->window_end = end;
 	return true;
+}
+
+/* Rolls s if due at a->now. The test is inline: almost no call rolls. */
+static inline bool
+roll_if_due(struct tally__budget_snap *s, struct tally__args *a,
+	    struct tally__rolls *rolls)
+{
+	if (__builtin_expect(!tally__is_due(a, s->window_end), 1))
+		return false;
+	return roll_due(s, a, rolls);
 }
 
 static void

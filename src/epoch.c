@@ -155,6 +155,8 @@ submit(struct tally__thread *t)
 	t->batch = t->spare;
 	t->spare = NULL;
 	t->need_poll = true;
+	t->poll_wait = 0; /* poll right after this call: if no other thread
+			   * is inside a section, that frees everything */
 }
 
 int
@@ -240,6 +242,7 @@ tally__maintain_slow(struct tally__thread *t)
 {
 	unsigned spins;
 
+	t->poll_wait = TALLY__POLL_EVERY - 1;
 	if (t->epoch.active != 0)
 		return;
 	poll_once(t);
@@ -273,7 +276,8 @@ tally__maintain_slow(struct tally__thread *t)
  * Snapshot slabs. Snapshots are the library's most frequent allocation and
  * all of one size per kind, so a thread carves them out of blocks of
  * TALLY__SLAB_OBJS from the store's allocator, with no per-object header
- * (a 64-byte budget snapshot takes 64 bytes, not a malloc chunk of 80).
+ * (a 64-byte budget snapshot takes 64 bytes, not a malloc chunk of 80),
+ * each on its own cache lines.
  * Reclaimed snapshots go to the reclaiming thread's free list and are
  * reused before any new block is cut. Blocks return to the allocator when
  * the store is destroyed: a store's snapshot memory is its high-water mark.
@@ -281,7 +285,7 @@ tally__maintain_slow(struct tally__thread *t)
 void *
 tally__snap_alloc_slow(struct tally__thread *t, enum tally__obj_type type)
 {
-	size_t size = tally__snap_size(type);
+	size_t stride = tally__snap_stride(type);
 	struct tally__slab *b;
 	char *p;
 
@@ -292,11 +296,14 @@ tally__snap_alloc_slow(struct tally__thread *t, enum tally__obj_type type)
 		b->next = t->slabs;
 		b->type = type;
 		t->slabs = b;
-		t->slab_next[type] = (char *)b + TALLY__SLAB_HDR;
+		/* The first snapshot on the first line after the header. */
+		p = (char *)b + TALLY__SLAB_HDR;
+		p += (TALLY__LINE - (uintptr_t)p % TALLY__LINE) % TALLY__LINE;
+		t->slab_next[type] = p;
 		t->slab_left[type] = TALLY__SLAB_OBJS;
 	}
 	p = t->slab_next[type];
-	t->slab_next[type] = p + size;
+	t->slab_next[type] = p + stride;
 	t->slab_left[type]--;
 	return p;
 }

@@ -224,9 +224,14 @@ enum tally__obj_type {
 /* Pending (retired, not yet freed) objects per thread above which a thread
  * waits, boundedly, for a grace period (epoch.c). */
 #define TALLY__PENDING_HIGH (16u * TALLY__BATCH_CAP)
-/* Snapshots per slab block, and the block header (epoch.c). */
-#define TALLY__SLAB_OBJS 63
+/* Snapshots per slab block, the block header, and the slack that lets the
+ * first snapshot start on a cache line (epoch.c): every snapshot starts on
+ * a line, so a 64-byte budget snapshot is one line to read or to write, not
+ * two. The slack assumes the allocator's 8-byte minimum alignment. */
+#define TALLY__SLAB_OBJS 62
 #define TALLY__SLAB_HDR 16
+#define TALLY__LINE 64
+#define TALLY__SLAB_SLACK (TALLY__LINE - 8)
 
 struct tally__slab {
 	struct tally__slab *next;
@@ -255,9 +260,10 @@ struct tally__tstats {
 };
 
 /*
- * Per-thread lookup cache: a direct-mapped table of records this thread
- * found in the map. An entry stays valid while no record has been removed
- * from the store since it was filled: the store's removal count is read in
+ * Per-thread lookup cache: a two-way set-associative table of records this
+ * thread found in the map (two ways: with one, a fifth of 1,000 hot keys
+ * shared a slot with another and kept evicting it). An entry stays valid
+ * while no record has been removed from the store since it was filled: the store's removal count is read in
  * the section that uses the entry, and a remove bumps it (full barrier)
  * before it retires the record, so a thread that still sees the old count
  * began its section before the record was retired, and the record cannot
@@ -265,7 +271,7 @@ struct tally__tstats {
  * administrative and rare. A hit saves the ck_hs probe, the costliest part
  * of a lookup.
  */
-#define TALLY__LCACHE_SIZE 4096
+#define TALLY__LCACHE_SETS 2048 /* of two entries each */
 
 struct tally__lcache_ent {
 	struct tally__record *r;
@@ -287,8 +293,9 @@ struct tally__thread {
 	unsigned slab_left[2];
 	unsigned in_use;     /* atomic: held by a live thread */
 	unsigned lcache_gen; /* the store's removal count it is valid for */
-	struct tally__lcache_ent lcache[TALLY__LCACHE_SIZE];
+	struct tally__lcache_ent lcache[TALLY__LCACHE_SETS][2];
 	bool need_poll;      /* a submitted batch awaits its grace period */
+	unsigned poll_wait;  /* operations left before the next poll */
 	uint64_t spin_above; /* wait for a grace period above this pending */
 	struct tally__tstats st;
 #if defined(TALLY_MUTATE_STALE_GET)
@@ -346,7 +353,21 @@ uint64_t tally__hash(const void *key, size_t len, uint64_t seed);
 /* ------------------------------------------------------------------------ */
 
 /* Validates and measures a key: TALLY_OK, TALLY_EINVAL or TALLY_EKEY. */
-int tally__key_check(const char *key, size_t *len);
+static inline int
+tally__key_check(const char *key, size_t *len)
+{
+	const char *nul;
+
+	if (key == NULL)
+		return TALLY_EINVAL;
+	/* memchr stops at the first match (C11 7.24.5.1): it never reads
+	 * past the key's terminator. */
+	nul = memchr(key, '\0', TALLY_KEY_MAX + 1);
+	if (nul == NULL || nul == key)
+		return TALLY_EKEY;
+	*len = (size_t)(nul - key);
+	return TALLY_OK;
+}
 
 /* Tells a lookup probe from a record in the map's compare callback. */
 extern const char tally__probe_tag;
@@ -373,32 +394,88 @@ tally__lookup(tally_store *s, const struct tally__probe *p)
 	return r;
 }
 
+/* Whether two keys of n bytes (1..TALLY_KEY_MAX) are equal: eight bytes
+ * at a time, the last word overlapping, without a call to memcmp. */
+static inline bool
+tally__key_eq(const char *a, const char *b, size_t n)
+{
+	uint64_t x, y;
+	uint32_t u, v;
+	size_t i;
+
+	if (n >= 8) {
+		for (i = 0; i + 8 < n; i += 8) {
+			memcpy(&x, a + i, 8);
+			memcpy(&y, b + i, 8);
+			if (x != y)
+				return false;
+		}
+		memcpy(&x, a + n - 8, 8);
+		memcpy(&y, b + n - 8, 8);
+		return x == y;
+	}
+	if (n >= 4) {
+		memcpy(&u, a, 4);
+		memcpy(&v, b, 4);
+		if (u != v)
+			return false;
+		memcpy(&u, a + n - 4, 4);
+		memcpy(&v, b + n - 4, 4);
+		return u == v;
+	}
+	for (i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
+static inline bool
+tally__lcache_match(const struct tally__lcache_ent *e,
+		    const struct tally__probe *p)
+{
+	const struct tally__record *r = e->r;
+
+	return r != NULL && e->hash == p->hash && r->kind == p->kind &&
+	       r->key_len == p->key_len &&
+	       tally__key_eq(r->key, p->key, p->key_len);
+}
+
+/* Outside a section: a hint only. The entry may name a record that is
+ * being freed; a prefetch never faults and reads nothing. */
+static inline void
+tally__lcache_prefetch(struct tally__thread *t, const struct tally__probe *p)
+{
+	struct tally__lcache_ent *set =
+		t->lcache[p->hash & (TALLY__LCACHE_SETS - 1)];
+
+	if (set[0].hash == p->hash)
+		__builtin_prefetch(set[0].r, 1, 3);
+}
+
 /* Map lookup through the thread's cache; inside an epoch section. */
 static inline struct tally__record *
 tally__lookup_cached(tally_store *s, struct tally__thread *t,
-		     const struct tally__probe *p, bool write)
+		     const struct tally__probe *p)
 {
 	unsigned gen = tally__load_uint(&s->removals);
-	struct tally__lcache_ent *e;
+	struct tally__lcache_ent *set;
 	struct tally__record *r;
 
 	if (gen != t->lcache_gen) {
 		memset(t->lcache, 0, sizeof t->lcache);
 		t->lcache_gen = gen;
 	}
-	e = &t->lcache[p->hash & (TALLY__LCACHE_SIZE - 1)];
-	r = e->r;
-	/* Writes will CAS this line: fetch it for writing at once, instead
-	 * of shared now and exclusive again at the CAS. */
-	if (r != NULL && write)
-		__builtin_prefetch(r, 1, 3);
-	if (r != NULL && e->hash == p->hash && r->kind == p->kind &&
-	    r->key_len == p->key_len && memcmp(r->key, p->key, p->key_len) == 0)
-		return r;
+	set = t->lcache[p->hash & (TALLY__LCACHE_SETS - 1)];
+	if (tally__lcache_match(&set[0], p))
+		return set[0].r;
+	if (tally__lcache_match(&set[1], p))
+		return set[1].r;
 	r = tally__lookup(s, p);
 	if (r != NULL) {
-		e->r = r;
-		e->hash = p->hash;
+		/* The newest entry in way 0, the one before it in way 1. */
+		set[1] = set[0];
+		set[0].r = r;
+		set[0].hash = p->hash;
 	}
 	return r;
 }
@@ -461,11 +538,21 @@ tally__snap_alloc(struct tally__thread *t, enum tally__obj_type type)
 
 void tally__maintain_slow(struct tally__thread *t);
 
+/*
+ * A thread polls right after the call that submits a batch, then once
+ * every TALLY__POLL_EVERY calls while anything it submitted is pending.
+ * A poll reads every thread's epoch record and may advance the global
+ * epoch; polling after every call made each one pull the other threads'
+ * record lines across cores. A grace period needs two epoch advances, so
+ * a batch is still freed within a few polls.
+ */
+#define TALLY__POLL_EVERY 16
+
 /* After an operation, outside any section: reclaim what is due. */
 static inline void
 tally__maintain(struct tally__thread *t)
 {
-	if (t->need_poll)
+	if (t->need_poll && t->poll_wait-- == 0)
 		tally__maintain_slow(t);
 }
 
@@ -516,10 +603,19 @@ tally__snap_size(enum tally__obj_type type)
 		       : sizeof(struct tally__rl_snap);
 }
 
+/* A snapshot's footprint in a slab: whole cache lines. */
+static inline size_t
+tally__snap_stride(enum tally__obj_type type)
+{
+	return (tally__snap_size(type) + TALLY__LINE - 1) &
+	       ~(size_t)(TALLY__LINE - 1);
+}
+
 static inline size_t
 tally__slab_bytes(enum tally__obj_type type)
 {
-	return TALLY__SLAB_HDR + TALLY__SLAB_OBJS * tally__snap_size(type);
+	return TALLY__SLAB_HDR + TALLY__SLAB_SLACK +
+	       TALLY__SLAB_OBJS * tally__snap_stride(type);
 }
 
 /* Engine (engine.c): the one CAS loop, and the read path. */

@@ -222,20 +222,6 @@ default_clock(void *ctx)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int
-tally__key_check(const char *key, size_t *len)
-{
-	size_t n;
-
-	if (key == NULL)
-		return TALLY_EINVAL;
-	n = strnlen(key, TALLY_KEY_MAX + 1);
-	if (n == 0 || n > TALLY_KEY_MAX)
-		return TALLY_EKEY;
-	*len = n;
-	return TALLY_OK;
-}
-
 void
 tally__now_for(tally_store *s, struct tally__args *a)
 {

@@ -932,14 +932,21 @@ test_remove_keeps_small_map(void **state)
 	env_close(&e);
 }
 
-/* Many writes under a failure every few allocations: each one either
- * applies or says ENOMEM and applies nothing. */
+/*
+ * Many writes under a failure every few allocations: each one either
+ * applies or says ENOMEM and applies nothing. A write allocates only when
+ * its thread's caches run dry, so the test keeps its thread inside an
+ * epoch section throughout (the library's own sections nest inside it):
+ * nothing it retires can be reclaimed, and writes keep cutting new
+ * snapshot blocks and retire batches, every one of which may fail.
+ */
 static void
 test_sustained_failures(void **state)
 {
 	struct env e;
 	tally_budget_config c = bcfg(INT64_MAX, "1m");
 	tally_budget_view v;
+	struct tally__thread *t;
 	int64_t applied = 0;
 	long ok = 0, enomem = 0;
 
@@ -947,6 +954,8 @@ test_sustained_failures(void **state)
 	env_open(&e, 0);
 	assert_int_equal(tally_budget_upsert(e.s, "s", &c, NULL),
 			 TALLY_CREATED);
+	assert_int_equal(tally__thread_get(e.s, &t), TALLY_OK);
+	tally__section_begin(t);
 	for (int i = 0; i < 3000; i++) {
 		int rc;
 
@@ -964,8 +973,11 @@ test_sustained_failures(void **state)
 		if (i % 50 == 0)
 			fake_clock_advance(&e.clock, NS_PER_MIN);
 	}
+	tally__section_end(t);
+	/* About one write in 32 allocates (a block of snapshots or a retire
+	 * batch), and a third of those allocations are the armed one. */
 	assert_true(ok > 0);
-	assert_true(enomem > 0);
+	assert_true(enomem >= 10);
 	assert_true(e.heard.n >= 50);
 	assert_int_equal(tally_budget_remove(e.s, "s", &v), TALLY_OK);
 	assert_int_equal(e.heard.sum_before + v.usage, applied);

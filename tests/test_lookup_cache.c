@@ -80,7 +80,7 @@ test_removed_record_never_served(void **state)
 
 	/* Many keys sharing cache slots, removed and re-created in turn. */
 	for (int round = 0; round < 3; round++) {
-		for (int k = 0; k < 3 * TALLY__LCACHE_SIZE; k += 97) {
+		for (int k = 0; k < 6 * TALLY__LCACHE_SETS; k += 97) {
 			snprintf(key, sizeof key, "key-%d", k);
 			if (round == 0)
 				assert_int_equal(
