@@ -157,6 +157,58 @@ tally__is_due(struct tally__args *a, int64_t end)
 	return false;
 }
 
+/* Whether a window ending at end is certainly not due at a->now: what
+ * tally__is_due returns false for without asking for the exact clock. */
+static inline bool
+tally__surely_not_due(const struct tally__args *a, int64_t end)
+{
+	if (end == INT64_MAX)
+		return true;
+	if (!a->now_coarse)
+		return a->now < end;
+	return end >= INT64_MIN + TALLY__COARSE_MARGIN &&
+	       a->now < end - TALLY__COARSE_MARGIN;
+}
+
+/* tally__budget_quick's answer when the full transition must decide. */
+#define TALLY__QUICK_NO 1001
+
+/*
+ * The common case of a budget bump or try_consume, inline in the engine:
+ * the window is certainly not due and the sum does not overflow. Anything
+ * else (a window that is or may be due, an overflow, any other operation)
+ * returns TALLY__QUICK_NO and goes to tally__budget_step. Wherever this
+ * answers, it answers exactly as tally__budget_step would (same result,
+ * successor and install flag, no roll); test_budget checks that on a grid
+ * of inputs.
+ */
+static inline int
+tally__budget_quick(const struct tally__budget_snap *old,
+		    struct tally__budget_snap *next,
+		    const struct tally__args *a, bool *install)
+{
+	int64_t amount = a->amount[0];
+
+	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY) ||
+	    !tally__surely_not_due(a, old->window_end))
+		return TALLY__QUICK_NO;
+	if (a->op == TALLY__OP_BUMP && amount > INT64_MAX - old->usage)
+		return TALLY__QUICK_NO;
+	*next = *old;
+	*install = false;
+#if defined(TALLY_MUTATE_WRAPPING_LIMIT)
+	/* Planted bug (tests/mutation), as in tally__budget_step. */
+	if (a->op == TALLY__OP_TRY &&
+	    (int64_t)((uint64_t)old->usage + (uint64_t)amount) > old->max_limit)
+#else
+	if (a->op == TALLY__OP_TRY && amount > old->max_limit - old->usage)
+#endif
+		return TALLY_LIMITED;
+	next->usage += amount;
+	*install = amount != 0;
+	return TALLY_OK;
+}
+
 int tally__budget_step(const struct tally__budget_snap *old,
 		       struct tally__budget_snap *next,
 		       struct tally__args *args, struct tally__rolls *rolls,
@@ -449,11 +501,11 @@ tally__lcache_prefetch(struct tally__thread *t, const struct tally__probe *p)
 		t->lcache[p->hash & (TALLY__LCACHE_SETS - 1)];
 
 	if (set[0].hash == p->hash)
-		__builtin_prefetch(set[0].r, 1, 3);
+		tally__prefetch_w(set[0].r);
 }
 
 /* Map lookup through the thread's cache; inside an epoch section. */
-static inline struct tally__record *
+static inline __attribute__((always_inline)) struct tally__record *
 tally__lookup_cached(tally_store *s, struct tally__thread *t,
 		     const struct tally__probe *p)
 {

@@ -1346,6 +1346,89 @@ test_validate(void **state)
 	assert_int_equal(tally__budget_validate(&c), TALLY_OK);
 }
 
+/*
+ * The engine's inline fast path (tally__budget_quick) must answer exactly as
+ * the full transition wherever it answers: same result, same successor,
+ * same install flag, no roll and no request for the exact clock. Checked on
+ * a grid of windows (ending near now, at the coarse margin, never),
+ * usages and limits near their edges, amounts, both clock kinds, and every
+ * operation (only bump and try_consume may be answered).
+ */
+static void
+test_quick_path_agrees(void **state)
+{
+	static const enum tally__op_code ops[] = {
+		TALLY__OP_GET, TALLY__OP_CHECK, TALLY__OP_BUMP,
+		TALLY__OP_TRY, TALLY__OP_RESET, TALLY__OP_ROLL,
+	};
+	static const int64_t usages[] = {
+		0, 1, 99, 100, 101, INT64_MAX - 5, INT64_MAX};
+	static const int64_t maxes[] = {0, 1, 100, INT64_MAX};
+	static const int64_t amounts[] = {0,        1, 5, 100, INT64_MAX - 5,
+					  INT64_MAX};
+	const int64_t base = T(2026, 3, 1, 0, 0, 0);
+	const int64_t m = TALLY__COARSE_MARGIN;
+	const int64_t nows[] = {base,         base + H - m - 1, base + H - m,
+				base + H - 1, base + H,         base + 2 * H,
+				base - D};
+	tally_budget_config hourly = bcfg(100, "1h", true, 0, 0);
+	tally_budget_config never = bcfg(100, "none", false, 0, 0);
+	const size_t n_u = sizeof usages / sizeof *usages;
+	const size_t n_m = sizeof maxes / sizeof *maxes;
+	const size_t n_o = sizeof ops / sizeof *ops;
+	const size_t n_a = sizeof amounts / sizeof *amounts;
+	const size_t n_n = sizeof nows / sizeof *nows;
+	long answered = 0, limited = 0, declined = 0;
+
+	(void)state;
+	for (size_t i = 0; i < 2 * 2 * n_u * n_m * n_o * n_a * n_n; i++) {
+		size_t k = i;
+		struct tally__budget_snap s, quick_next;
+		struct tally__args a;
+		struct bres full;
+		bool quick_install = true;
+		int rc;
+
+		/* One point of the grid: i in mixed radix. */
+		s = mk(k % 2 == 0 ? &hourly : &never, base);
+		k /= 2;
+		memset(&a, 0, sizeof a);
+		a.now_coarse = k % 2 != 0;
+		k /= 2;
+		s.version = 41;
+		s.usage = usages[k % n_u];
+		k /= n_u;
+		s.max_limit = maxes[k % n_m];
+		k /= n_m;
+		a.op = ops[k % n_o];
+		k /= n_o;
+		a.amount[0] = amounts[k % n_a];
+		k /= n_a;
+		a.now = nows[k % n_n];
+		a.observed_version = 41;
+
+		memset(&quick_next, 0x5a, sizeof quick_next);
+		rc = tally__budget_quick(&s, &quick_next, &a, &quick_install);
+		if (rc == TALLY__QUICK_NO) {
+			declined++;
+			continue;
+		}
+		assert_true(a.op == TALLY__OP_BUMP || a.op == TALLY__OP_TRY);
+		full = run(&s, &a);
+		assert_false(a.need_exact);
+		assert_int_equal(rc, full.rc);
+		assert_int_equal(quick_install, full.install);
+		assert_int_equal(full.rolls.n, 0);
+		assert_snap_equal(&quick_next, &full.next);
+		answered++;
+		limited += rc == TALLY_LIMITED;
+	}
+	/* The grid reaches every kind of answer. */
+	assert_true(answered > 100);
+	assert_true(limited > 10);
+	assert_true(declined > answered);
+}
+
 static void
 test_view_copies_every_field(void **state)
 {
@@ -1560,6 +1643,7 @@ main(void)
 		cmocka_unit_test(test_invariant_sequence),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_view_copies_every_field),
+		cmocka_unit_test(test_quick_path_agrees),
 		cmocka_unit_test(test_coarse_clock_far_from_boundary),
 		cmocka_unit_test(test_coarse_clock_near_boundary_asks_exact),
 		cmocka_unit_test(test_coarse_clock_window_never_ends),
