@@ -46,11 +46,12 @@ step(tally_store *s, unsigned kind, const void *old, void *next,
 {
 	int rc;
 
-	if (kind == TALLY_KIND_BUDGET) {
+	if (kind == TALLY_KIND_BUDGET)
 		rc = tally__budget_quick(old, next, a, install);
-		if (rc != TALLY__QUICK_NO)
-			return rc;
-	}
+	else
+		rc = tally__rl_quick(old, next, a, install);
+	if (rc != TALLY__QUICK_NO)
+		return rc;
 	rc = kind_step(kind, old, next, a, rolls, install);
 
 	if (rc == TALLY__NEED_CLOCK) {

@@ -209,6 +209,53 @@ tally__budget_quick(const struct tally__budget_snap *old,
 	return TALLY_OK;
 }
 
+/*
+ * The same for a rate limit: bump or try_consume with neither counter's
+ * window possibly due and no sum overflowing; sets a->out_mask as
+ * tally__rl_step does. test_ratelimit checks agreement on a grid.
+ */
+static inline int
+tally__rl_quick(const struct tally__rl_snap *old, struct tally__rl_snap *next,
+		struct tally__args *a, bool *install)
+{
+	const int64_t *amount = a->amount;
+	unsigned mask = 0;
+
+	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY) ||
+	    !tally__surely_not_due(a, old->c[0].window_end) ||
+	    !tally__surely_not_due(a, old->c[1].window_end) ||
+	    amount[0] > INT64_MAX - old->c[0].usage ||
+	    amount[1] > INT64_MAX - old->c[1].usage)
+		return TALLY__QUICK_NO;
+	*next = *old;
+	*install = false;
+	a->out_mask = 0;
+	if (a->op == TALLY__OP_TRY) {
+		for (unsigned i = 0; i < 2; i++) {
+			const struct tally__counter *c = &old->c[i];
+
+#if defined(TALLY_MUTATE_WRAPPING_LIMIT)
+			/* Planted bug (tests/mutation), as in tally__rl_step. */
+			if (c->has_max &&
+			    (int64_t)((uint64_t)c->usage +
+				      (uint64_t)amount[i]) > c->max)
+#else
+			if (c->has_max && amount[i] > c->max - c->usage)
+#endif
+				mask |= i == 0 ? TALLY_COUNTER_TOKENS
+					       : TALLY_COUNTER_REQUESTS;
+		}
+		if (mask != 0) {
+			a->out_mask = mask;
+			return TALLY_LIMITED;
+		}
+	}
+	next->c[0].usage += amount[0];
+	next->c[1].usage += amount[1];
+	*install = amount[0] != 0 || amount[1] != 0;
+	return TALLY_OK;
+}
+
 int tally__budget_step(const struct tally__budget_snap *old,
 		       struct tally__budget_snap *next,
 		       struct tally__args *args, struct tally__rolls *rolls,

@@ -897,6 +897,97 @@ test_validate(void **state)
 	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
 }
 
+/*
+ * The engine's inline fast path (tally__rl_quick) must answer exactly as
+ * tally__rl_step wherever it answers: same result, limited mask, successor
+ * and install flag, no roll, no request for the exact clock. Checked on a
+ * grid of configurations, usages near the limits, amounts, clock readings
+ * around both counters' window ends (exact and coarse), and every
+ * operation.
+ */
+static void
+test_quick_path_agrees(void **state)
+{
+	static const enum tally__op_code ops[] = {
+		TALLY__OP_GET, TALLY__OP_CHECK, TALLY__OP_BUMP,
+		TALLY__OP_TRY, TALLY__OP_RESET, TALLY__OP_ROLL,
+	};
+	static const int64_t usages[] = {0,        9, 10, 99, INT64_MAX - 5,
+					 INT64_MAX};
+	static const int64_t amounts[] = {0, 1, 5, INT64_MAX};
+	const int64_t m = TALLY__COARSE_MARGIN;
+	const int64_t min_end = T(2024, 5, 1, 10, 31, 0);
+	const int64_t hour_end = T(2024, 5, 1, 11, 0, 0);
+	const int64_t nows[] = {NOW0,        min_end - m - 1,  min_end - m,
+				min_end - 1, min_end,          hour_end - 1,
+				hour_end,    NOW0 - NS_PER_DAY};
+	tally_ratelimit_config cfgs[2];
+	const size_t n_u = sizeof usages / sizeof *usages;
+	const size_t n_o = sizeof ops / sizeof *ops;
+	const size_t n_a = sizeof amounts / sizeof *amounts;
+	const size_t n_n = sizeof nows / sizeof *nows;
+	long answered = 0, limited = 0, declined = 0;
+
+	(void)state;
+	cfgs[0] = std_cfg();
+	/* Unlimited tokens that never roll; limited requests per hour. */
+	cfgs[1] = rcfg(lim(false, 0, "none"), lim(true, 10, "1h"), true, 0,
+		       TALLY_ANCHOR_DEFAULT);
+	for (size_t i = 0; i < 2 * 2 * n_u * n_u * n_o * n_a * n_a * n_n; i++) {
+		size_t k = i;
+		struct tally__rl_snap s, quick_next;
+		struct tally__args a;
+		struct rres full;
+		bool quick_install = true;
+		unsigned quick_mask;
+		int rc;
+
+		/* One point of the grid: i in mixed radix. */
+		s = mk(&cfgs[k % 2], NOW0);
+		k /= 2;
+		memset(&a, 0, sizeof a);
+		a.now_coarse = k % 2 != 0;
+		k /= 2;
+		s.version = 7;
+		s.c[0].usage = usages[k % n_u];
+		k /= n_u;
+		s.c[1].usage = usages[k % n_u];
+		k /= n_u;
+		a.op = ops[k % n_o];
+		k /= n_o;
+		a.amount[0] = amounts[k % n_a];
+		k /= n_a;
+		a.amount[1] = amounts[k % n_a];
+		k /= n_a;
+		a.now = nows[k % n_n];
+		a.observed_version = 7;
+		a.counters = BOTH;
+
+		memset(&quick_next, 0x5a, sizeof quick_next);
+		a.out_mask = 0xdead;
+		rc = tally__rl_quick(&s, &quick_next, &a, &quick_install);
+		if (rc == TALLY__QUICK_NO) {
+			declined++;
+			continue;
+		}
+		quick_mask = a.out_mask;
+		assert_true(a.op == TALLY__OP_BUMP || a.op == TALLY__OP_TRY);
+		full = run(&s, &a);
+		assert_false(a.need_exact);
+		assert_int_equal(rc, full.rc);
+		assert_int_equal(quick_mask, full.mask);
+		assert_int_equal(quick_install, full.install);
+		assert_int_equal(full.rolls.n, 0);
+		assert_snap_equal(&quick_next, &full.next);
+		answered++;
+		limited += rc == TALLY_LIMITED;
+	}
+	/* The grid reaches every kind of answer. */
+	assert_true(answered > 100);
+	assert_true(limited > 10);
+	assert_true(declined > answered);
+}
+
 static void
 test_view_copies_every_field(void **state)
 {
@@ -1031,6 +1122,7 @@ main(void)
 		cmocka_unit_test(test_calendar),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_view_copies_every_field),
+		cmocka_unit_test(test_quick_path_agrees),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
