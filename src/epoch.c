@@ -178,8 +178,8 @@ tally__reserve_slow(struct tally__thread *t, unsigned slots)
 }
 
 void
-tally__retire(struct tally__thread *t, void *ptr, size_t size,
-	      enum tally__obj_type type)
+tally__retire_slow(struct tally__thread *t, void *ptr, size_t size,
+		   enum tally__obj_type type)
 {
 	struct tally__batch *b = t->batch;
 

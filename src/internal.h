@@ -585,10 +585,26 @@ tally__now(tally_store *s)
 	return s->clock(s->clock_ctx);
 }
 
+/* CLOCK_REALTIME_COARSE in nanoseconds (store.c). */
+int64_t tally__coarse_now(void);
+
 /* The clock reading for an operation: coarse where a coarse reading can
  * decide (bump, try_consume, check on the default clock: see
  * tally__is_due), exact otherwise. */
-void tally__now_for(tally_store *s, struct tally__args *a);
+static inline void
+tally__now_for(tally_store *s, struct tally__args *a)
+{
+	a->need_exact = false;
+	if (s->coarse_clock &&
+	    (a->op == TALLY__OP_BUMP || a->op == TALLY__OP_TRY ||
+	     a->op == TALLY__OP_CHECK)) {
+		a->now = tally__coarse_now();
+		a->now_coarse = true;
+	} else {
+		a->now = tally__now(s);
+		a->now_coarse = false;
+	}
+}
 
 /* Thread records (epoch.c): the calling thread's record for this store,
  * registered on first use. */
@@ -664,8 +680,31 @@ void tally__map_remove(tally_store *s, struct tally__thread *t,
 
 /* Thread records and reclamation (epoch.c) */
 void tally__thread_exit(void *arg);
-void tally__retire(struct tally__thread *t, void *ptr, size_t size,
-		   enum tally__obj_type type);
+void tally__retire_slow(struct tally__thread *t, void *ptr, size_t size,
+			enum tally__obj_type type);
+
+/* Lists an object for freeing after a grace period; inside a section,
+ * after tally__reserve(). A full batch goes the slow way: it is submitted
+ * to the epoch and the spare takes its place. */
+static inline void
+tally__retire(struct tally__thread *t, void *ptr, size_t size,
+	      enum tally__obj_type type)
+{
+#if !defined(TALLY_MUTATE_EARLY_FREE)
+	struct tally__batch *b = t->batch;
+
+	if (b->n < TALLY__BATCH_CAP) {
+		b->item[b->n].ptr = ptr;
+		b->item[b->n].size_and_type = size << 2 | (size_t)type;
+		b->n++;
+		tally__stat_add(&t->st.retired, 1);
+		tally__stat_max(&t->st.peak_pending,
+				t->st.retired - t->st.freed);
+		return;
+	}
+#endif
+	tally__retire_slow(t, ptr, size, type);
+}
 void tally__snap_free(struct tally__thread *t, void *p,
 		      enum tally__obj_type type);
 void tally__threads_destroy(tally_store *s);

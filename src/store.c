@@ -222,22 +222,13 @@ default_clock(void *ctx)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-void
-tally__now_for(tally_store *s, struct tally__args *a)
+int64_t
+tally__coarse_now(void)
 {
-	a->need_exact = false;
-	if (s->coarse_clock &&
-	    (a->op == TALLY__OP_BUMP || a->op == TALLY__OP_TRY ||
-	     a->op == TALLY__OP_CHECK)) {
-		struct timespec ts;
+	struct timespec ts;
 
-		clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-		a->now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-		a->now_coarse = true;
-		return;
-	}
-	a->now = tally__now(s);
-	a->now_coarse = false;
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Coarse readings help only if a tick is far shorter than the margin. */
