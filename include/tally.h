@@ -34,8 +34,8 @@
  *   |                            | thread, except tally_store_destroy        |
  *   +----------------------------+-------------------------------------------+
  *   Each thread that touches a store is registered with it lazily on its first
- *   call (one allocation of about 65 KiB from the store's allocator, most of
- *   it a lookup cache) and parked for reuse by a later thread when it exits;
+ *   call (one allocation of about 129 KiB from the store's allocator, most
+ *   of it a lookup cache) and parked for reuse by a later thread when it exits;
  *   the memory returns to the allocator at tally_store_destroy(). Every
  *   write is linearizable at its compare-and-swap; every read at its single
  *   atomic load of the record's snapshot. Successful writes are sequentially

@@ -151,13 +151,13 @@ hs_compare(const void *stored, const void *arg)
 
 		return r->hash == p->hash && r->kind == p->kind &&
 		       r->key_len == p->key_len &&
-		       memcmp(r->key, p->key, p->key_len) == 0;
+		       tally__key_eq(r->key, p->key, p->key_len);
 	} else {
 		const struct tally__record *k = arg;
 
 		return r->hash == k->hash && r->kind == k->kind &&
 		       r->key_len == k->key_len &&
-		       memcmp(r->key, k->key, k->key_len) == 0;
+		       tally__key_eq(r->key, k->key, k->key_len);
 	}
 }
 
