@@ -13,9 +13,14 @@
  * Every thread keeps a ledger of what the library reported as applied, by
  * window: (key, counter, incarnation, window_start). The library reports
  * every closed window exactly once (roll listener: inline rolls, sweeps,
- * resets) and remove returns the last snapshot. At the end, for every
- * window, the amounts applied must equal the usage the window held when it
- * closed, or holds now. Also checked at every call: an admitted try_consume
+ * resets) and remove returns the last snapshot. For every window, the
+ * amounts applied must equal the usage the window held when it closed, or
+ * holds at the end. Windows are checked as soon as they are final: every
+ * two seconds all threads park between calls, and the windows that no call
+ * can change any more (an older incarnation of the key, or a window before
+ * the key's current one: windows never move back) are checked and dropped,
+ * so the ledgers stay small however long the run. Also checked at every
+ * call: an admitted try_consume
  * never leaves usage above max in the snapshot it installed, and every
  * LIMITED is justified by the snapshot it was decided on.
  *
@@ -248,6 +253,55 @@ ledger_add(struct ledger *l, uint32_t id, unsigned kind, unsigned counter,
 		s->closings++;
 }
 
+static void
+ledger_free(struct ledger *l)
+{
+	free(l->slot);
+	memset(l, 0, sizeof *l);
+}
+
+/* Adds every window of src into dst, and empties src. */
+static void
+ledger_move(struct ledger *dst, struct ledger *src)
+{
+	for (size_t j = 0; j < src->cap; j++) {
+		struct wslot *s = &src->slot[j];
+		struct wslot *d;
+
+		if (!s->used)
+			continue;
+		d = ledger_slot(dst, &s->k);
+		d->applied += s->applied;
+		d->closed += s->closed;
+		d->closings += s->closings;
+	}
+	ledger_free(src);
+}
+
+/* The conservation check of finished windows. */
+struct verdict {
+	long windows;
+	long mismatches;
+	int64_t applied;
+	int64_t closed;
+};
+
+static void
+check_window(struct verdict *v, const struct wslot *s)
+{
+	v->windows++;
+	v->applied += s->applied;
+	v->closed += s->closed;
+	if (s->applied != s->closed && v->mismatches++ < 20)
+		fprintf(stderr,
+			"CONSERVATION: %s %d counter %u incarnation %u window "
+			"%" PRId64 ": applied %" PRId64 ", window held %" PRId64
+			"\n",
+			s->k.kind == TALLY_KIND_BUDGET ? "budget" : "rate",
+			(int)s->k.id, s->k.counter, s->k.incarn, s->k.wstart,
+			s->applied, s->closed);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Shared state                                                             */
 /* ------------------------------------------------------------------------ */
@@ -323,6 +377,29 @@ struct thread_ctx {
 
 static tally_store *store;
 static volatile int stop_flag;
+
+/*
+ * Checkpoints keep the ledgers small: every CHECKPOINT_S seconds the main
+ * thread asks every other thread to park between two calls, checks the
+ * windows that can no longer change, drops them, and lets the threads go.
+ */
+#define CHECKPOINT_S 2.0
+static int pause_req; /* atomic: main asks the threads to park */
+static int parked;    /* atomic: threads parked */
+
+static void
+park_if_asked(void)
+{
+	struct timespec nap = {0, 100000}; /* 0.1 ms */
+
+	if (!__atomic_load_n(&pause_req, __ATOMIC_ACQUIRE))
+		return;
+	/* Release: the ledger writes before this are the main thread's. */
+	__atomic_add_fetch(&parked, 1, __ATOMIC_ACQ_REL);
+	while (__atomic_load_n(&pause_req, __ATOMIC_ACQUIRE))
+		nanosleep(&nap, NULL);
+	__atomic_sub_fetch(&parked, 1, __ATOMIC_ACQ_REL);
+}
 static _Thread_local struct thread_ctx *self;
 
 #define KEY_SIZE 40
@@ -605,6 +682,7 @@ worker_main(void *arg)
 		}
 		__atomic_store_n(&t->total_ops, t->total_ops + 64,
 				 __ATOMIC_RELAXED);
+		park_if_asked();
 	}
 	return NULL;
 }
@@ -626,6 +704,7 @@ sweeper_main(void *arg)
 		}
 		t->ops[OP_SWEEP]++;
 		nanosleep(&pause, NULL);
+		park_if_asked();
 	}
 	return NULL;
 }
@@ -734,8 +813,111 @@ admin_main(void *arg)
 		else
 			admin_rate(t, id);
 		nanosleep(&pause, NULL);
+		park_if_asked();
 	}
 	return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checking windows                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Moves what every thread recorded (the workers' open-window caches first)
+ * into total. The threads are parked or joined. */
+static void
+collect(struct thread_ctx *w, struct thread_ctx *const *others, int n_others,
+	struct ledger *total, uint64_t *ops)
+{
+	for (int i = 0; i < opt.threads + n_others; i++) {
+		struct thread_ctx *t =
+			i < opt.threads ? &w[i] : others[i - opt.threads];
+
+		if (i < opt.threads)
+			for (int id = 0; id < opt.keys; id++)
+				for (int slot = 0; slot < 3; slot++)
+					cache_flush(t, id, slot);
+		ledger_move(total, &t->ledger);
+		if (ops != NULL)
+			for (int k = 0; k < OP__COUNT; k++)
+				ops[k] += t->ops[k];
+	}
+}
+
+/* A key's record as it is now: incarnation and window of each counter
+ * (slot 0 budget, 1 tokens, 2 requests). */
+struct current {
+	bool live[2]; /* budget, rate limit */
+	uint32_t incarn[2];
+	int64_t wstart[3];
+};
+
+/*
+ * Checks, and drops from total, every window that no call can change any
+ * more: one of an older incarnation of its key (or of a removed key), or
+ * one before its counter's current window (windows never move back). With
+ * all, every window: the end of the run, once the current usages have been
+ * added as closings. The threads are parked or joined.
+ */
+static void
+settle(struct ledger *total, struct verdict *v, bool all)
+{
+	struct ledger open = {0};
+	struct current *cur = NULL;
+
+	if (!all) {
+		cur = calloc((size_t)opt.keys, sizeof *cur);
+		if (cur == NULL)
+			abort();
+		for (int id = 0; id < opt.keys; id++) {
+			tally_budget_view bv;
+			tally_ratelimit_view rv;
+
+			if (tally_budget_get(store,
+					     key_of(TALLY_KIND_BUDGET, id),
+					     &bv) == TALLY_OK) {
+				cur[id].live[0] = true;
+				cur[id].incarn[0] =
+					(uint32_t)(bv.version >> 32);
+				cur[id].wstart[0] = bv.window_start;
+			}
+			if (tally_ratelimit_get(
+				    store, key_of(TALLY_KIND_RATELIMIT, id),
+				    &rv) == TALLY_OK) {
+				cur[id].live[1] = true;
+				cur[id].incarn[1] =
+					(uint32_t)(rv.version >> 32);
+				cur[id].wstart[1] = rv.tokens.window_start;
+				cur[id].wstart[2] = rv.requests.window_start;
+			}
+		}
+	}
+	for (size_t j = 0; j < total->cap; j++) {
+		struct wslot *s = &total->slot[j];
+
+		if (!s->used)
+			continue;
+		if (!all) {
+			const struct current *c = &cur[s->k.id];
+			int kind = s->k.kind == TALLY_KIND_BUDGET ? 0 : 1;
+			int slot = kind == 0                              ? 0
+				   : s->k.counter == TALLY_COUNTER_TOKENS ? 1
+									  : 2;
+
+			if (c->live[kind] && c->incarn[kind] == s->k.incarn &&
+			    s->k.wstart >= c->wstart[slot]) {
+				struct wslot *d = ledger_slot(&open, &s->k);
+
+				d->applied = s->applied;
+				d->closed = s->closed;
+				d->closings = s->closings;
+				continue;
+			}
+		}
+		check_window(v, s);
+	}
+	free(cur);
+	ledger_free(total);
+	*total = open;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -850,10 +1032,11 @@ main(int argc, char **argv)
 {
 	tally_store_options o = TALLY_STORE_OPTIONS_INIT;
 	struct thread_ctx *w, sweeper, admin, mainctx;
+	struct thread_ctx *others[3] = {&sweeper, &admin, &mainctx};
 	struct ledger total = {0};
-	uint64_t ops[OP__COUNT] = {0}, request_ops = 0;
-	long mismatches = 0, windows = 0;
-	int64_t applied_sum = 0, closed_sum = 0;
+	struct verdict v = {0};
+	uint64_t ops[OP__COUNT] = {0}, request_ops = 0, checkpoints = 0;
+	double next_checkpoint = CHECKPOINT_S;
 	tally_stats st;
 	double elapsed;
 	int64_t t0, t1;
@@ -921,6 +1104,19 @@ main(int argc, char **argv)
 
 		if (secs >= opt.duration)
 			break;
+		if (secs >= next_checkpoint) {
+			struct timespec nap = {0, 100000};
+
+			__atomic_store_n(&pause_req, 1, __ATOMIC_RELEASE);
+			while (__atomic_load_n(&parked, __ATOMIC_ACQUIRE) !=
+			       opt.threads + 2)
+				nanosleep(&nap, NULL);
+			collect(w, others, 2, &total, NULL);
+			settle(&total, &v, false);
+			checkpoints++;
+			__atomic_store_n(&pause_req, 0, __ATOMIC_RELEASE);
+			next_checkpoint = secs + CHECKPOINT_S;
+		}
 		nanosleep(&tick, NULL);
 		if (!opt.progress)
 			continue;
@@ -948,34 +1144,9 @@ main(int argc, char **argv)
 	tally_store_stats(store, &st);
 
 	/* Merge every ledger; then close the windows that are still open. */
-	for (int i = 0; i < opt.threads; i++) {
-		for (int id = 0; id < opt.keys; id++)
-			for (int slot = 0; slot < 3; slot++)
-				cache_flush(&w[i], id, slot);
+	collect(w, others, 3, &total, ops);
+	for (int i = 0; i < opt.threads; i++)
 		free(w[i].cache);
-	}
-	{
-		struct thread_ctx *all[3] = {&sweeper, &admin, &mainctx};
-
-		for (int i = 0; i < opt.threads + 3; i++) {
-			struct thread_ctx *t =
-				i < opt.threads ? &w[i] : all[i - opt.threads];
-
-			for (size_t j = 0; j < t->ledger.cap; j++) {
-				struct wslot *s = &t->ledger.slot[j];
-				struct wslot *d;
-
-				if (!s->used)
-					continue;
-				d = ledger_slot(&total, &s->k);
-				d->applied += s->applied;
-				d->closed += s->closed;
-				d->closings += s->closings;
-			}
-			for (int k = 0; k < OP__COUNT; k++)
-				ops[k] += t->ops[k];
-		}
-	}
 	for (int id = 0; id < opt.keys; id++) {
 		tally_budget_view bv;
 		tally_ratelimit_view rv;
@@ -996,33 +1167,12 @@ main(int argc, char **argv)
 				   rv.requests.usage);
 		}
 	}
-	for (size_t j = 0; j < total.cap; j++) {
-		struct wslot *s = &total.slot[j];
-
-		if (!s->used)
-			continue;
-		windows++;
-		applied_sum += s->applied;
-		closed_sum += s->closed;
-		if (s->applied != s->closed) {
-			if (mismatches++ < 20)
-				fprintf(stderr,
-					"CONSERVATION: %s %d counter %u "
-					"incarnation %u window %" PRId64
-					": applied %" PRId64 ", window held "
-					"%" PRId64 "\n",
-					s->k.kind == TALLY_KIND_BUDGET
-						? "budget"
-						: "rate",
-					(int)s->k.id, s->k.counter, s->k.incarn,
-					s->k.wstart, s->applied, s->closed);
-		}
-	}
+	settle(&total, &v, true);
 	request_ops = ops[OP_CHECK] + ops[OP_CHECK_LIMITED] + ops[OP_TRY_OK] +
 		      ops[OP_TRY_LIMITED] + ops[OP_BUMP] + ops[OP_ENOENT];
 
 	{
-		bool pass = mismatches == 0 && violations.count == 0 &&
+		bool pass = v.mismatches == 0 && violations.count == 0 &&
 			    st.rolls == ops[OP_ROLL_HEARD];
 		long rss = rss_kib("VmRSS:"), hwm = rss_kib("VmHWM:");
 		double mops = (double)request_ops / elapsed / 1e6;
@@ -1049,14 +1199,15 @@ main(int argc, char **argv)
 			       ",\"pending\":%" PRIu64
 			       ",\"peak_pending\":%" PRIu64
 			       ",\"thread_records\":%" PRIu64
-			       ",\"windows_checked\":%ld,\"applied\":%" PRId64
+			       ",\"windows_checked\":%ld,\"checkpoints\":%" PRIu64
+			       ",\"applied\":%" PRId64
 			       ",\"mismatches\":%ld,\"violations\":%ld"
 			       ",\"rss_kib\":%ld,\"peak_rss_kib\":%ld}\n",
 			       st.writes, st.cas_retries, retries, st.rolls,
 			       st.retired, st.freed, st.pending,
-			       st.peak_pending, st.threads, windows,
-			       applied_sum, mismatches, violations.count, rss,
-			       hwm);
+			       st.peak_pending, st.threads, v.windows,
+			       checkpoints, v.applied, v.mismatches,
+			       violations.count, rss, hwm);
 		} else {
 			printf("tally-stress: %d request threads + sweeper + "
 			       "admin, %d budgets + %d rate limits, %.1f s, "
@@ -1087,16 +1238,18 @@ main(int argc, char **argv)
 			       st.threads);
 			printf("  %-24s %11ld KiB\n", "RSS", rss);
 			printf("  %-24s %11ld KiB\n", "peak RSS", hwm);
-			printf("  %-24s %14ld\n", "windows checked", windows);
+			printf("  %-24s %14ld\n", "windows checked", v.windows);
+			printf("  %-24s %14" PRIu64 "\n", "checkpoints",
+			       checkpoints);
 			printf("  %-24s %14" PRId64 "\n", "units applied",
-			       applied_sum);
+			       v.applied);
 			printf("\n%s: %ld windows, %" PRId64
 			       " units applied = %" PRId64
 			       " units found; %ld conservation mismatches, "
 			       "%ld violations, rolls reported %" PRIu64
 			       " / counted %" PRIu64 "\n",
-			       pass ? "PASS" : "FAIL", windows, applied_sum,
-			       closed_sum, mismatches, violations.count,
+			       pass ? "PASS" : "FAIL", v.windows, v.applied,
+			       v.closed, v.mismatches, violations.count,
 			       ops[OP_ROLL_HEARD], st.rolls);
 		}
 		tally_store_destroy(store);
