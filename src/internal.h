@@ -670,8 +670,12 @@ void tally__maintain_slow(struct tally__thread *t);
 static inline void
 tally__maintain(struct tally__thread *t)
 {
-	if (t->need_poll && t->poll_wait-- == 0)
+	if (!t->need_poll)
+		return;
+	if (t->poll_wait == 0)
 		tally__maintain_slow(t);
+	else
+		t->poll_wait--;
 }
 
 /* Map (store.c). Structural writes; write_lock held, inside a section,
