@@ -7,6 +7,10 @@
  * counting allocator poisons freed memory here, and ASan builds detect any
  * access), re-creates the key and uses it again: every call must reach the
  * new record, and nothing may touch the freed one.
+ *
+ * The cache and the map's compare callback tell keys apart with
+ * tally__key_eq; through the API two keys only reach it with equal 64-bit
+ * hashes, so it is tested here directly, at every length and position.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -101,11 +105,44 @@ test_removed_record_never_served(void **state)
 	assert_int_equal(a.live_bytes, 0);
 }
 
+/* Keys of every length 1..TALLY_KEY_MAX, equal and then differing in one
+ * byte at each position in turn (each path: bytes, 4-byte, word loop and
+ * overlapping last word). The keys sit at odd offsets: loads are
+ * unaligned. */
+static void
+test_key_eq_every_length_and_position(void **state)
+{
+	char abuf[TALLY_KEY_MAX + 2], bbuf[TALLY_KEY_MAX + 2];
+	char *a = abuf + 1, *b = bbuf + 1;
+	long differing = 0;
+
+	(void)state;
+	for (size_t n = 1; n <= TALLY_KEY_MAX; n++) {
+		for (size_t i = 0; i < n; i++)
+			a[i] = (char)('a' + (i * 7 + n) % 26);
+		memcpy(b, a, n);
+		assert_true(tally__key_eq(a, b, n));
+		for (size_t pos = 0; pos < n; pos++) {
+			b[pos] ^= 0x20;
+			assert_false(tally__key_eq(a, b, n));
+			assert_false(tally__key_eq(b, a, n));
+			b[pos] ^= 0x20;
+			differing++;
+		}
+		/* Bytes past n never matter. */
+		a[n] = 'x';
+		b[n] = 'y';
+		assert_true(tally__key_eq(a, b, n));
+	}
+	assert_int_equal(differing, TALLY_KEY_MAX * (TALLY_KEY_MAX + 1) / 2);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_removed_record_never_served),
+		cmocka_unit_test(test_key_eq_every_length_and_position),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
