@@ -349,8 +349,10 @@ tally__thread_register(tally_store *s, struct tally__thread **out)
 
 		if (raw == NULL)
 			return TALLY_ENOMEM;
-		t = (struct tally__thread *)(((uintptr_t)raw + align - 1) &
-					     ~(uintptr_t)(align - 1));
+		/* Pointer arithmetic, not an integer-to-pointer cast. */
+		t = (struct tally__thread *)((char *)raw +
+					     (align - (uintptr_t)raw % align) %
+						     align);
 		memset(t, 0, sizeof *t);
 		t->raw = raw;
 		t->store = s;

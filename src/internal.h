@@ -322,7 +322,7 @@ enum tally__obj_type {
 #define TALLY__BATCH_CAP 64
 /* Pending (retired, not yet freed) objects per thread above which a thread
  * waits, boundedly, for a grace period (epoch.c). */
-#define TALLY__PENDING_HIGH (16u * TALLY__BATCH_CAP)
+#define TALLY__PENDING_HIGH ((uint64_t)16 * TALLY__BATCH_CAP)
 /* Snapshots per slab block, the block header, and the slack that lets the
  * first snapshot start on a cache line (epoch.c): every snapshot starts on
  * a line, so a 64-byte budget snapshot is one line to read or to write, not
