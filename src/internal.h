@@ -174,13 +174,13 @@ tally__surely_not_due(const struct tally__args *a, int64_t end)
 #define TALLY__QUICK_NO 1001
 
 /*
- * The common case of a budget bump or try_consume, inline in the engine:
- * the window is certainly not due and the sum does not overflow. Anything
- * else (a window that is or may be due, an overflow, any other operation)
- * returns TALLY__QUICK_NO and goes to tally__budget_step. Wherever this
- * answers, it answers exactly as tally__budget_step would (same result,
- * successor and install flag, no roll); test_budget checks that on a grid
- * of inputs.
+ * The common case of a budget check, bump or try_consume, inline in the
+ * engine: the window is certainly not due and the sum does not overflow.
+ * Anything else (a window that is or may be due, an overflow, any other
+ * operation) returns TALLY__QUICK_NO and goes to tally__budget_step.
+ * Wherever this answers, it answers exactly as tally__budget_step would
+ * (same result, successor and install flag, no roll); test_budget checks
+ * that on a grid of inputs.
  */
 static inline int
 tally__budget_quick(const struct tally__budget_snap *old,
@@ -189,13 +189,16 @@ tally__budget_quick(const struct tally__budget_snap *old,
 {
 	int64_t amount = a->amount[0];
 
-	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY) ||
+	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY &&
+	     a->op != TALLY__OP_CHECK) ||
 	    !tally__surely_not_due(a, old->window_end))
 		return TALLY__QUICK_NO;
 	if (a->op == TALLY__OP_BUMP && amount > INT64_MAX - old->usage)
 		return TALLY__QUICK_NO;
 	*next = *old;
 	*install = false;
+	if (a->op == TALLY__OP_CHECK)
+		return old->usage >= old->max_limit ? TALLY_LIMITED : TALLY_OK;
 #if defined(TALLY_MUTATE_WRAPPING_LIMIT)
 	/* Planted bug (tests/mutation), as in tally__budget_step. */
 	if (a->op == TALLY__OP_TRY &&
@@ -210,9 +213,9 @@ tally__budget_quick(const struct tally__budget_snap *old,
 }
 
 /*
- * The same for a rate limit: bump or try_consume with neither counter's
- * window possibly due and no sum overflowing; sets a->out_mask as
- * tally__rl_step does. test_ratelimit checks agreement on a grid.
+ * The same for a rate limit: check, bump or try_consume with neither
+ * counter's window possibly due and no sum overflowing; sets a->out_mask
+ * as tally__rl_step does. test_ratelimit checks agreement on a grid.
  */
 static inline int
 tally__rl_quick(const struct tally__rl_snap *old, struct tally__rl_snap *next,
@@ -221,10 +224,23 @@ tally__rl_quick(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 	const int64_t *amount = a->amount;
 	unsigned mask = 0;
 
-	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY) ||
+	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY &&
+	     a->op != TALLY__OP_CHECK) ||
 	    !tally__surely_not_due(a, old->c[0].window_end) ||
-	    !tally__surely_not_due(a, old->c[1].window_end) ||
-	    amount[0] > INT64_MAX - old->c[0].usage ||
+	    !tally__surely_not_due(a, old->c[1].window_end))
+		return TALLY__QUICK_NO;
+	if (a->op == TALLY__OP_CHECK) {
+		*next = *old;
+		*install = false;
+		for (unsigned i = 0; i < 2; i++)
+			if (old->c[i].has_max &&
+			    old->c[i].usage >= old->c[i].max)
+				mask |= i == 0 ? TALLY_COUNTER_TOKENS
+					       : TALLY_COUNTER_REQUESTS;
+		a->out_mask = mask;
+		return mask != 0 ? TALLY_LIMITED : TALLY_OK;
+	}
+	if (amount[0] > INT64_MAX - old->c[0].usage ||
 	    amount[1] > INT64_MAX - old->c[1].usage)
 		return TALLY__QUICK_NO;
 	*next = *old;
