@@ -847,9 +847,35 @@ collect(struct thread_ctx *w, struct thread_ctx *const *others, int n_others,
  * (slot 0 budget, 1 tokens, 2 requests). */
 struct current {
 	bool live[2]; /* budget, rate limit */
-	uint32_t incarn[2];
+	uint64_t version[2];
 	int64_t wstart[3];
+	int64_t usage[3];
 };
+
+static void
+current_of(int id, struct current *c)
+{
+	tally_budget_view bv;
+	tally_ratelimit_view rv;
+
+	memset(c, 0, sizeof *c);
+	if (tally_budget_get(store, key_of(TALLY_KIND_BUDGET, id), &bv) ==
+	    TALLY_OK) {
+		c->live[0] = true;
+		c->version[0] = bv.version;
+		c->wstart[0] = bv.window_start;
+		c->usage[0] = bv.usage;
+	}
+	if (tally_ratelimit_get(store, key_of(TALLY_KIND_RATELIMIT, id), &rv) ==
+	    TALLY_OK) {
+		c->live[1] = true;
+		c->version[1] = rv.version;
+		c->wstart[1] = rv.tokens.window_start;
+		c->usage[1] = rv.tokens.usage;
+		c->wstart[2] = rv.requests.window_start;
+		c->usage[2] = rv.requests.usage;
+	}
+}
 
 /*
  * Checks, and drops from total, every window that no call can change any
@@ -868,28 +894,8 @@ settle(struct ledger *total, struct verdict *v, bool all)
 		cur = calloc((size_t)opt.keys, sizeof *cur);
 		if (cur == NULL)
 			abort();
-		for (int id = 0; id < opt.keys; id++) {
-			tally_budget_view bv;
-			tally_ratelimit_view rv;
-
-			if (tally_budget_get(store,
-					     key_of(TALLY_KIND_BUDGET, id),
-					     &bv) == TALLY_OK) {
-				cur[id].live[0] = true;
-				cur[id].incarn[0] =
-					(uint32_t)(bv.version >> 32);
-				cur[id].wstart[0] = bv.window_start;
-			}
-			if (tally_ratelimit_get(
-				    store, key_of(TALLY_KIND_RATELIMIT, id),
-				    &rv) == TALLY_OK) {
-				cur[id].live[1] = true;
-				cur[id].incarn[1] =
-					(uint32_t)(rv.version >> 32);
-				cur[id].wstart[1] = rv.tokens.window_start;
-				cur[id].wstart[2] = rv.requests.window_start;
-			}
-		}
+		for (int id = 0; id < opt.keys; id++)
+			current_of(id, &cur[id]);
 	}
 	for (size_t j = 0; j < total->cap; j++) {
 		struct wslot *s = &total->slot[j];
@@ -903,7 +909,8 @@ settle(struct ledger *total, struct verdict *v, bool all)
 				   : s->k.counter == TALLY_COUNTER_TOKENS ? 1
 									  : 2;
 
-			if (c->live[kind] && c->incarn[kind] == s->k.incarn &&
+			if (c->live[kind] &&
+			    (uint32_t)(c->version[kind] >> 32) == s->k.incarn &&
 			    s->k.wstart >= c->wstart[slot]) {
 				struct wslot *d = ledger_slot(&open, &s->k);
 
@@ -1148,24 +1155,17 @@ main(int argc, char **argv)
 	for (int i = 0; i < opt.threads; i++)
 		free(w[i].cache);
 	for (int id = 0; id < opt.keys; id++) {
-		tally_budget_view bv;
-		tally_ratelimit_view rv;
+		struct current c;
 
-		if (tally_budget_get(store, key_of(TALLY_KIND_BUDGET, id),
-				     &bv) == TALLY_OK)
-			ledger_add(&total, (uint32_t)id, TALLY_KIND_BUDGET,
-				   TALLY_COUNTER_BUDGET, bv.version,
-				   bv.window_start, 0, bv.usage);
-		if (tally_ratelimit_get(store, key_of(TALLY_KIND_RATELIMIT, id),
-					&rv) == TALLY_OK) {
-			ledger_add(&total, (uint32_t)id, TALLY_KIND_RATELIMIT,
-				   TALLY_COUNTER_TOKENS, rv.version,
-				   rv.tokens.window_start, 0, rv.tokens.usage);
-			ledger_add(&total, (uint32_t)id, TALLY_KIND_RATELIMIT,
-				   TALLY_COUNTER_REQUESTS, rv.version,
-				   rv.requests.window_start, 0,
-				   rv.requests.usage);
-		}
+		current_of(id, &c);
+		for (int slot = 0; slot < 3; slot++)
+			if (c.live[slot == 0 ? 0 : 1])
+				ledger_add(&total, (uint32_t)id,
+					   slot == 0 ? TALLY_KIND_BUDGET
+						     : TALLY_KIND_RATELIMIT,
+					   slot_counter[slot],
+					   c.version[slot == 0 ? 0 : 1],
+					   c.wstart[slot], 0, c.usage[slot]);
 	}
 	settle(&total, &v, true);
 	request_ops = ops[OP_CHECK] + ops[OP_CHECK_LIMITED] + ops[OP_TRY_OK] +
