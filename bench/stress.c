@@ -1154,6 +1154,7 @@ main(int argc, char **argv)
 	collect(w, others, 3, &total, ops);
 	for (int i = 0; i < opt.threads; i++)
 		free(w[i].cache);
+	free(w);
 	for (int id = 0; id < opt.keys; id++) {
 		struct current c;
 
