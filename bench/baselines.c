@@ -18,7 +18,10 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "internal.h"
+#include "base.h" /* TALLY_KEY_MAX */
+#include "clock.h"
+#include "hash.h"
+#include "period.h"
 
 /* ------------------------------------------------------------------------ */
 /* Records and the transition shared by every baseline                      */
@@ -139,9 +142,9 @@ clock_now(void)
 }
 
 /*
- * The clock as tally's default clock reads it (src/internal.h,
- * tally__is_due): CLOCK_REALTIME_COARSE first, and CLOCK_REALTIME only when
- * the coarse reading is within TALLY__COARSE_MARGIN of the window's end.
+ * The clock as tally's default clock reads it (the rule of src/clock.h,
+ * shared): CLOCK_REALTIME_COARSE first, and CLOCK_REALTIME only when the
+ * coarse reading is within TALLY_COARSE_MARGIN_NS of the window's end.
  * The baselines pay exactly what tally pays for time.
  */
 static inline int64_t
@@ -156,8 +159,7 @@ clock_coarse(void)
 static inline int64_t
 clock_exact_if_near(int64_t coarse, int64_t window_end)
 {
-	if (window_end >= INT64_MIN + TALLY__COARSE_MARGIN &&
-	    coarse < window_end - TALLY__COARSE_MARGIN)
+	if (tally__coarse_not_due(coarse, window_end))
 		return coarse;
 	return clock_now();
 }

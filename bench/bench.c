@@ -116,7 +116,18 @@ static struct {
 	int n_keys;
 	bool impl[I__COUNT];
 	bool op[O__COUNT];
+	/* Background activity during tally rows (--with), one pass each. */
+	int bg[MAX_LIST];
+	long bg_rate[MAX_LIST]; /* removes per second */
+	int n_bg;
+	long fill; /* extra records in every tally store (--fill) */
 } opt;
+
+enum bg_id {
+	BG_NONE,
+	BG_SWEEP,
+	BG_REMOVES
+};
 
 static bool
 is_write(int op)
@@ -282,6 +293,41 @@ struct target {
 	double bytes_per_record;   /* < 0: not measured */
 };
 
+/* Key of the i-th extra record (--fill) or churned record (--with
+ * removes): 36 bytes, never one of a keyset's (those contain '-' at 8). */
+static void
+aux_key(char *buf, const char *what, long i)
+{
+	snprintf(buf, KEY_STRIDE, "%s%030ld", what, i);
+}
+
+/* --fill: records that are never written, only swept over. */
+static bool
+fill_store(tally_store *s, int impl)
+{
+	tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
+	char key[KEY_STRIDE];
+
+	if (impl != I_TALLY)
+		return true;
+	c.max_limit = BIG_MAX;
+	c.period.count = HOUR_NS;
+	c.period.unit = TALLY_PERIOD_FIXED;
+	c.calendar_aligned = true;
+	for (long i = 0; i < opt.fill; i++) {
+		int rc;
+
+		aux_key(key, "fill::", i);
+		if ((rc = tally_budget_upsert(s, key, &c, NULL)) !=
+		    TALLY_CREATED) {
+			fprintf(stderr, "tally-bench: --fill: %s\n",
+				tally_strerror(rc));
+			return false;
+		}
+	}
+	return true;
+}
+
 static bool
 target_setup(struct target *t, int impl, const struct keyset *ks)
 {
@@ -302,7 +348,7 @@ target_setup(struct target *t, int impl, const struct keyset *ks)
 
 		for (int i = 0; i < 3; i++)
 			atomic_init(&t->rolled.usage[i], 0);
-		o.expected_records = ks->n;
+		o.expected_records = ks->n + (size_t)opt.fill;
 		o.on_roll = on_roll;
 		o.on_roll_ctx = &t->rolled;
 		if ((rc = tally_store_create(&t->store, &o)) != TALLY_OK) {
@@ -322,9 +368,9 @@ target_setup(struct target *t, int impl, const struct keyset *ks)
 				rc = tally_budget_upsert(t->store, ks->keys[i],
 							 &c, NULL);
 			} else {
-				tally_ratelimit_config c;
+				tally_ratelimit_config c =
+					TALLY_RATELIMIT_CONFIG_INIT;
 
-				memset(&c, 0, sizeof c);
 				c.tokens.has_max = true;
 				c.tokens.max = BIG_MAX;
 				c.tokens.period.count = HOUR_NS;
@@ -333,7 +379,6 @@ target_setup(struct target *t, int impl, const struct keyset *ks)
 				c.requests.max = BIG_MAX;
 				c.requests.period.count = MINUTE_NS;
 				c.requests.period.unit = TALLY_PERIOD_FIXED;
-				c.anchor = TALLY_ANCHOR_DEFAULT;
 				c.calendar_aligned = true;
 				rc = tally_ratelimit_upsert(
 					t->store, ks->keys[i], &c, NULL);
@@ -344,6 +389,8 @@ target_setup(struct target *t, int impl, const struct keyset *ks)
 				return false;
 			}
 		}
+		if (!fill_store(t->store, impl))
+			return false;
 		break;
 	}
 	case I_MUTEX:
@@ -456,8 +503,7 @@ target_sum(struct target *t, int64_t sums[2])
 	case I_TALLY:
 		sums[0] = atomic_load(&t->rolled.usage[TALLY_COUNTER_BUDGET]);
 		for (size_t i = 0; i < ks->n; i++) {
-			tally_budget_view v;
-
+			tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 			if (tally_budget_get(t->store, ks->keys[i], &v) !=
 			    TALLY_OK)
 				return false;
@@ -468,8 +514,7 @@ target_sum(struct target *t, int64_t sums[2])
 		sums[0] = atomic_load(&t->rolled.usage[TALLY_COUNTER_TOKENS]);
 		sums[1] = atomic_load(&t->rolled.usage[TALLY_COUNTER_REQUESTS]);
 		for (size_t i = 0; i < ks->n; i++) {
-			tally_ratelimit_view v;
-
+			tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 			if (tally_ratelimit_get(t->store, ks->keys[i], &v) !=
 			    TALLY_OK)
 				return false;
@@ -500,21 +545,30 @@ struct worker {
 	struct target *t;
 	int op;
 	size_t start;
+	bool timed; /* count slow chunks (background rows) */
 	uint64_t ops;
-	uint64_t ok; /* calls that returned TALLY_OK */
+	uint64_t ok;   /* calls that returned TALLY_OK */
+	uint64_t slow; /* chunks of CHUNK calls that took over 1 ms */
 	int64_t end_ns;
 	char pad[64];
 };
 
-/* The timed loop: CALL is evaluated once per key, its truth counted. */
+/* The timed loop: CALL is evaluated once per key, its truth counted. In
+ * background rows each chunk is timed too (one clock read per chunk). */
 #define LOOP(CALL)                                                             \
 	do {                                                                   \
+		int64_t last_ = w->timed ? mono_now() : 0;                     \
 		while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) { \
 			for (unsigned j_ = 0; j_ < CHUNK; j_++) {              \
 				const char *key = seq[i++ & mask];             \
 				ok += (CALL);                                  \
 			}                                                      \
 			ops += CHUNK;                                          \
+			if (w->timed) {                                        \
+				int64_t now_ = mono_now();                     \
+				slow += now_ - last_ > 1000000;                \
+				last_ = now_;                                  \
+			}                                                      \
 		}                                                              \
 	} while (0)
 
@@ -541,11 +595,11 @@ run_loop(struct worker *w)
 	const size_t mask = SEQ_LEN - 1;
 	tally_store *s = t->store;
 	struct bl_map *m = t->map;
-	tally_budget_view bv;
-	tally_ratelimit_view rv;
+	tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
+	tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
 	struct bl_view v;
 	int64_t x;
-	uint64_t ops = 0, ok = 0;
+	uint64_t ops = 0, ok = 0, slow = 0;
 	size_t i = w->start;
 
 	switch (CASE(t->impl, w->op)) {
@@ -639,6 +693,7 @@ run_loop(struct worker *w)
 	}
 	w->ops = ops;
 	w->ok = ok;
+	w->slow = slow;
 }
 
 static void *
@@ -650,13 +705,11 @@ worker_main(void *arg)
 	/* Register the thread with the store before the clock starts (a
 	 * failure shows again in the timed calls, which are all checked). */
 	if (t->impl == I_TALLY) {
-		tally_budget_view v;
-
+		tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 		if (tally_budget_get(t->store, t->ks->keys[0], &v) != TALLY_OK)
 			w->ok = 0;
 	} else if (t->impl == I_TALLY_RL) {
-		tally_ratelimit_view v;
-
+		tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 		if (tally_ratelimit_get(t->store, t->ks->keys[0], &v) !=
 		    TALLY_OK)
 			w->ok = 0;
@@ -686,6 +739,9 @@ struct row {
 	uint64_t peak_pending;   /* tally: retired snapshots not yet freed */
 	bool has_stats;
 	bool failed;
+	int bg;            /* background activity (BG_*) */
+	double bg_per_sec; /* sweeps or removes it did per second */
+	uint64_t slow;     /* chunks of CHUNK calls that took over 1 ms */
 };
 
 static struct row *rows;
@@ -714,7 +770,7 @@ row_find(int impl, int op, int threads, long keys)
 		const struct row *r = &rows[i];
 
 		if (r->impl == impl && r->op == op && r->threads == threads &&
-		    r->keys == keys)
+		    r->keys == keys && r->bg == BG_NONE)
 			return r;
 	}
 	return NULL;
@@ -793,6 +849,18 @@ print_row(const struct row *r)
 	if (r->bytes_per_record >= 0)
 		n += (size_t)snprintf(extra + n, sizeof extra - n,
 				      "%.1f B/record ", r->bytes_per_record);
+	if (r->bg == BG_SWEEP)
+		n += (size_t)snprintf(extra + n, sizeof extra - n,
+				      "with sweep (%.1f sweeps/s), ",
+				      r->bg_per_sec);
+	if (r->bg == BG_REMOVES)
+		n += (size_t)snprintf(extra + n, sizeof extra - n,
+				      "with removes (%.0f/s), ", r->bg_per_sec);
+	if (r->bg != BG_NONE)
+		n += (size_t)snprintf(extra + n, sizeof extra - n,
+				      "%" PRIu64
+				      " chunks of %u calls over 1 ms ",
+				      r->slow, CHUNK);
 	if (r->failed)
 		n += (size_t)snprintf(extra + n, sizeof extra - n, "FAIL ");
 	while (n > 0 && n < sizeof extra && extra[n - 1] == ' ')
@@ -812,7 +880,7 @@ print_json(void)
 	for (size_t i = 0; i < n_rows; i++) {
 		const struct row *r = &rows[i];
 
-		if (r->impl == I_TALLY_RL)
+		if (r->impl == I_TALLY_RL || r->bg != BG_NONE)
 			continue;
 		printf("%s\n  {\"impl\": \"%s\", \"op\": \"%s\", "
 		       "\"threads\": %d, \"keys\": %ld, \"ns_per_op\": %.3f, "
@@ -830,6 +898,65 @@ print_json(void)
 	printf("\n]\n");
 }
 
+/* ------------------------------------------------------------------------ */
+/* Background activity (--with)                                             */
+/* ------------------------------------------------------------------------ */
+
+static int g_bg;       /* of the pass being run */
+static long g_bg_rate; /* BG_REMOVES: per second */
+static atomic_bool g_bg_stop;
+
+struct bg {
+	pthread_t tid;
+	struct target *t;
+	uint64_t done; /* sweeps, or removes */
+	int rc;        /* first error */
+	int64_t t0, t1;
+};
+
+/*
+ * BG_SWEEP: tally_sweep in a loop. BG_REMOVES: g_bg_rate times a second,
+ * create and remove one of 1,024 keys of its own (so the measured keys and
+ * their sums are untouched), paced by the clock.
+ */
+static void *
+bg_main(void *arg)
+{
+	struct bg *b = arg;
+	tally_store *s = b->t->store;
+	tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
+	char key[KEY_STRIDE];
+
+	c.max_limit = BIG_MAX;
+	b->t0 = mono_now();
+	while (!atomic_load(&g_bg_stop) && b->rc == TALLY_OK) {
+		if (g_bg == BG_SWEEP) {
+			size_t n;
+
+			b->rc = tally_sweep(s, NULL, NULL, &n);
+			b->done++;
+			continue;
+		}
+		while ((double)b->done <
+		       (double)(mono_now() - b->t0) * (double)g_bg_rate / 1e9) {
+			int rc;
+
+			aux_key(key, "churn:", (long)(b->done % 1024));
+			if ((rc = tally_budget_upsert(s, key, &c, NULL)) !=
+				    TALLY_CREATED ||
+			    (rc = tally_budget_remove(s, key, NULL)) !=
+				    TALLY_OK) {
+				b->rc = rc;
+				break;
+			}
+			b->done++;
+		}
+		sleep_ns(20000);
+	}
+	b->t1 = mono_now();
+	return NULL;
+}
+
 /* One row: threads x op on t, for opt.seconds. */
 static void
 run_row(struct target *t, int op, int threads)
@@ -838,8 +965,12 @@ run_row(struct target *t, int op, int threads)
 	int64_t before[2] = {0, 0}, after[2] = {0, 0};
 	int64_t t0, t1 = 0, budget = (int64_t)(opt.seconds * 1e9);
 	uint64_t ops = 0, ok = 0;
-	tally_stats st0, st1;
+	tally_stats st0 = TALLY_STATS_INIT;
+	tally_stats st1 = TALLY_STATS_INIT;
 	struct row *r;
+	struct bg bg = {0};
+	uint64_t slow = 0;
+	bool with_bg = g_bg != BG_NONE && t->impl == I_TALLY;
 	double elapsed;
 
 	if (t->store != NULL && tally_store_stats(t->store, &st0) != TALLY_OK)
@@ -857,6 +988,7 @@ run_row(struct target *t, int op, int threads)
 		w[i].t = t;
 		w[i].op = op;
 		w[i].start = (size_t)i * (SEQ_LEN / (size_t)threads);
+		w[i].timed = with_bg;
 		if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0) {
 			fprintf(stderr, "tally-bench: pthread_create failed\n");
 			exit(1);
@@ -864,6 +996,14 @@ run_row(struct target *t, int op, int threads)
 	}
 	while (atomic_load(&g_ready) < (unsigned)threads)
 		sleep_ns(100000);
+	if (with_bg) {
+		bg.t = t;
+		atomic_store(&g_bg_stop, false);
+		if (pthread_create(&bg.tid, NULL, bg_main, &bg) != 0) {
+			fprintf(stderr, "tally-bench: pthread_create failed\n");
+			exit(1);
+		}
+	}
 	t0 = mono_now();
 	atomic_store(&g_go, true);
 	for (;;) {
@@ -880,10 +1020,15 @@ run_row(struct target *t, int op, int threads)
 		pthread_join(w[i].tid, NULL);
 		ops += w[i].ops;
 		ok += w[i].ok;
+		slow += w[i].slow;
 		if (w[i].end_ns > t1)
 			t1 = w[i].end_ns;
 	}
 	free(w);
+	if (with_bg) {
+		atomic_store(&g_bg_stop, true);
+		pthread_join(bg.tid, NULL);
+	}
 	elapsed = (double)(t1 - t0) / 1e9;
 
 	r = row_add();
@@ -895,6 +1040,17 @@ run_row(struct target *t, int op, int threads)
 	r->ns_per_op = elapsed * 1e9 * threads / (double)ops;
 	r->mops = (double)ops / elapsed / 1e6;
 	r->bytes_per_record = t->bytes_per_record;
+	r->bg = with_bg ? g_bg : BG_NONE;
+	r->slow = slow;
+	if (with_bg) {
+		r->bg_per_sec = (double)bg.done * 1e9 /
+				(double)(bg.t1 > bg.t0 ? bg.t1 - bg.t0 : 1);
+		if (bg.rc != TALLY_OK) {
+			fprintf(stderr, "tally-bench: background: %s\n",
+				tally_strerror(bg.rc));
+			r->failed = true;
+		}
+	}
 	if (t->store != NULL && tally_store_stats(t->store, &st1) == TALLY_OK) {
 		r->has_stats = true;
 		r->retries_per_op =
@@ -1074,9 +1230,23 @@ usage(FILE *f, const char *argv0)
 		"  --quick         0.05 s per row and keys 1,1000,100000 "
 		"unless\n"
 		"                  --seconds or --keys say otherwise\n"
+		"  --with LIST     passes, each with a background thread "
+		"during\n"
+		"                  tally rows: none, sweep (tally_sweep in a "
+		"loop),\n"
+		"                  removes=N (N creates and removes per "
+		"second of\n"
+		"                  other keys); default none. Background rows "
+		"are\n"
+		"                  in the table only, with the chunks of %u "
+		"calls\n"
+		"                  that took over 1 ms\n"
+		"  --fill N        N more records in every tally store, never "
+		"written\n"
+		"                  (what a sweep walks over; default 0)\n"
 		"Exit status: 0, 1 on a correctness failure, 2 on a usage "
 		"error.\n",
-		argv0);
+		argv0, CHUNK);
 }
 
 static void
@@ -1135,6 +1305,42 @@ parse_longs(const char *arg, long lo, long hi, long *out)
 	return n;
 }
 
+/* --with: none, sweep, removes=N, comma-separated. */
+static bool
+parse_backgrounds(const char *arg)
+{
+	char buf[256], *save = NULL;
+
+	if (strlen(arg) >= sizeof buf)
+		return false;
+	strcpy(buf, arg);
+	opt.n_bg = 0;
+	for (char *tok = strtok_r(buf, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *end;
+
+		if (opt.n_bg == MAX_LIST)
+			return false;
+		opt.bg_rate[opt.n_bg] = 0;
+		if (strcmp(tok, "none") == 0) {
+			opt.bg[opt.n_bg++] = BG_NONE;
+		} else if (strcmp(tok, "sweep") == 0) {
+			opt.bg[opt.n_bg++] = BG_SWEEP;
+		} else if (strncmp(tok, "removes=", 8) == 0) {
+			errno = 0;
+			opt.bg_rate[opt.n_bg] = strtol(tok + 8, &end, 10);
+			if (end == tok + 8 || *end != '\0' || errno != 0 ||
+			    opt.bg_rate[opt.n_bg] < 1 ||
+			    opt.bg_rate[opt.n_bg] > 10000000)
+				return false;
+			opt.bg[opt.n_bg++] = BG_REMOVES;
+		} else {
+			return false;
+		}
+	}
+	return opt.n_bg > 0;
+}
+
 static void
 parse_args(int argc, char **argv)
 {
@@ -1146,6 +1352,8 @@ parse_args(int argc, char **argv)
 		{"op", required_argument, NULL, 'o'},
 		{"json", no_argument, NULL, 'j'},
 		{"quick", no_argument, NULL, 'q'},
+		{"with", required_argument, NULL, 'w'},
+		{"fill", required_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	bool have_seconds = false, have_keys = false;
@@ -1166,8 +1374,10 @@ parse_args(int argc, char **argv)
 	for (int i = 0; i < O__COUNT; i++)
 		opt.op[i] = true;
 
-	while ((c = getopt_long(argc, argv, "s:t:k:i:o:jqh", longopts, NULL)) !=
-	       -1) {
+	opt.n_bg = 1;
+	opt.bg[0] = BG_NONE;
+	while ((c = getopt_long(argc, argv, "s:t:k:i:o:jqw:f:h", longopts,
+				NULL)) != -1) {
 		char *end;
 		int n;
 
@@ -1210,6 +1420,17 @@ parse_args(int argc, char **argv)
 		case 'q':
 			opt.quick = true;
 			break;
+		case 'w':
+			if (!parse_backgrounds(optarg))
+				usage_error(argv[0], "--with", optarg);
+			break;
+		case 'f':
+			errno = 0;
+			opt.fill = strtol(optarg, &end, 10);
+			if (end == optarg || *end != '\0' || errno != 0 ||
+			    opt.fill < 0 || opt.fill > 10000000)
+				usage_error(argv[0], "--fill", optarg);
+			break;
 		case 'h':
 			usage(stdout, argv[0]);
 			exit(0);
@@ -1236,30 +1457,37 @@ main(int argc, char **argv)
 
 	parse_args(argc, argv);
 	print_header();
-	for (int k = 0; k < opt.n_keys; k++) {
-		struct keyset ks;
+	for (int b = 0; b < opt.n_bg; b++) {
+		g_bg = opt.bg[b];
+		g_bg_rate = opt.bg_rate[b];
+		for (int k = 0; k < opt.n_keys; k++) {
+			struct keyset ks;
 
-		keyset_init(&ks, (size_t)opt.keys[k]);
-		for (int impl = 0; impl < I__COUNT; impl++) {
-			struct target t;
+			keyset_init(&ks, (size_t)opt.keys[k]);
+			for (int impl = 0; impl < I__COUNT; impl++) {
+				struct target t;
 
-			if (!opt.impl[impl])
-				continue;
-			if (!target_setup(&t, impl, &ks) || !warm_up(&t)) {
-				target_teardown(&t);
-				exit(1);
-			}
-			for (int op = 0; op < O__COUNT; op++) {
-				if (!opt.op[op])
+				/* Backgrounds are tally's alone. */
+				if (!opt.impl[impl] ||
+				    (g_bg != BG_NONE && impl != I_TALLY))
 					continue;
-				for (int i = 0; i < opt.n_threads; i++)
-					run_row(&t, op, opt.threads[i]);
+				if (!target_setup(&t, impl, &ks) ||
+				    !warm_up(&t)) {
+					target_teardown(&t);
+					exit(1);
+				}
+				for (int op = 0; op < O__COUNT; op++) {
+					if (!opt.op[op])
+						continue;
+					for (int i = 0; i < opt.n_threads; i++)
+						run_row(&t, op, opt.threads[i]);
+				}
+				target_teardown(&t);
 			}
-			target_teardown(&t);
+			keyset_free(&ks);
+			if (k + 1 < opt.n_keys || b + 1 < opt.n_bg)
+				fputc('\n', human_out());
 		}
-		keyset_free(&ks);
-		if (k + 1 < opt.n_keys)
-			fputc('\n', human_out());
 	}
 	print_targets();
 	fprintf(human_out(), "\n%s in %.1f s\n",

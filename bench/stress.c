@@ -8,7 +8,9 @@
  * upserts configs (limits and periods), resets with observed versions, and
  * removes and re-creates keys. The clock is a fast fake clock (one real
  * second is one simulated hour by default, starting at 2026-01-31T12:00Z so
- * the run crosses a month boundary) so thousands of windows roll.
+ * the run crosses a month boundary) so thousands of windows roll; its coarse
+ * twin (the same time to a quarter second) is the store's coarse clock, so
+ * the calls take the production clock path.
  *
  * Every thread keeps a ledger of what the library reported as applied, by
  * window: (key, counter, incarnation, window_start). The library reports
@@ -24,8 +26,8 @@
  * never leaves usage above max in the snapshot it installed, and every
  * LIMITED is justified by the snapshot it was decided on.
  *
- * The incarnation of a record is the upper 32 bits of its version (a record
- * created anew never reuses an earlier record's versions: see tally.h).
+ * Windows are told apart by the record's incarnation (views and roll events
+ * carry it: a key removed and created again is a new incarnation).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -83,6 +85,19 @@ fast_clock(void *ctx)
 	(void)ctx;
 	return sim_start +
 	       (int64_t)((double)(mono_now() - mono_start) * opt.speed);
+}
+
+/* The fake clock's coarse twin, as a store on the default clock has one:
+ * the fake time rounded down to a quarter of a simulated second, so it
+ * lags by less than TALLY_COARSE_MARGIN_NS, and check, bump and
+ * try_consume take the production path (coarse first, precise near a
+ * window's end). */
+static int64_t
+fast_coarse_clock(void *ctx)
+{
+	int64_t t = fast_clock(ctx), q = NS_PER_SEC / 4;
+
+	return t - (t % q + q) % q;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -144,7 +159,7 @@ struct wkey {
 	uint32_t id;     /* key index */
 	uint8_t kind;    /* tally_kind */
 	uint8_t counter; /* TALLY_COUNTER_* */
-	uint32_t incarn; /* version >> 32 */
+	uint64_t incarn; /* the record's incarnation */
 	int64_t wstart;  /* window_start */
 };
 
@@ -235,7 +250,8 @@ ledger_slot(struct ledger *l, const struct wkey *k)
 
 static void
 ledger_add(struct ledger *l, uint32_t id, unsigned kind, unsigned counter,
-	   uint64_t version, int64_t wstart, int64_t applied, int64_t closed)
+	   uint64_t incarnation, int64_t wstart, int64_t applied,
+	   int64_t closed)
 {
 	struct wkey k;
 	struct wslot *s;
@@ -244,7 +260,7 @@ ledger_add(struct ledger *l, uint32_t id, unsigned kind, unsigned counter,
 	k.id = id;
 	k.kind = (uint8_t)kind;
 	k.counter = (uint8_t)counter;
-	k.incarn = (uint32_t)(version >> 32);
+	k.incarn = incarnation;
 	k.wstart = wstart;
 	s = ledger_slot(l, &k);
 	s->applied += applied;
@@ -294,7 +310,8 @@ check_window(struct verdict *v, const struct wslot *s)
 	v->closed += s->closed;
 	if (s->applied != s->closed && v->mismatches++ < 20)
 		fprintf(stderr,
-			"CONSERVATION: %s %d counter %u incarnation %u window "
+			"CONSERVATION: %s %d counter %u incarnation %" PRIu64
+			" window "
 			"%" PRId64 ": applied %" PRId64 ", window held %" PRId64
 			"\n",
 			s->k.kind == TALLY_KIND_BUDGET ? "budget" : "rate",
@@ -358,7 +375,7 @@ violation(const char *fmt, ...)
  * consecutive applies hit the same window, so the ledger sees one entry per
  * window, not per call. */
 struct wcache {
-	uint64_t version;
+	uint64_t incarn;
 	int64_t wstart;
 	int64_t sum;
 	bool used;
@@ -447,27 +464,25 @@ cache_flush(struct thread_ctx *t, int id, int slot)
 	if (c->used)
 		ledger_add(&t->ledger, (uint32_t)id,
 			   slot == 0 ? TALLY_KIND_BUDGET : TALLY_KIND_RATELIMIT,
-			   slot_counter[slot], c->version, c->wstart, c->sum,
-			   0);
+			   slot_counter[slot], c->incarn, c->wstart, c->sum, 0);
 	c->used = false;
 }
 
 /* Record `amount` applied to a window (slot 0 budget, 1 tokens, 2
  * requests). */
 static void
-applied(struct thread_ctx *t, int id, int slot, uint64_t version,
+applied(struct thread_ctx *t, int id, int slot, uint64_t incarnation,
 	int64_t wstart, int64_t amount)
 {
 	struct wcache *c = &t->cache[(size_t)id * 3 + (size_t)slot];
 
-	if (c->used && c->version >> 32 == version >> 32 &&
-	    c->wstart == wstart) {
+	if (c->used && c->incarn == incarnation && c->wstart == wstart) {
 		c->sum += amount;
 		return;
 	}
 	cache_flush(t, id, slot);
 	c->used = true;
-	c->version = version;
+	c->incarn = incarnation;
 	c->wstart = wstart;
 	c->sum = amount;
 }
@@ -484,8 +499,8 @@ on_roll(const tally_roll *r, void *ctx)
 			  r->key);
 		return;
 	}
-	ledger_add(&self->ledger, (uint32_t)id, r->kind, r->counter, r->version,
-		   r->old_window_start, 0, r->usage_before);
+	ledger_add(&self->ledger, (uint32_t)id, r->kind, r->counter,
+		   r->incarnation, r->old_window_start, 0, r->usage_before);
 	self->ops[OP_ROLL_HEARD]++;
 }
 
@@ -528,6 +543,7 @@ static void
 ratelimit_config(tally_ratelimit_config *c, uint64_t *rng)
 {
 	memset(c, 0, sizeof *c);
+	c->size = sizeof *c;
 	c->anchor = TALLY_ANCHOR_DEFAULT;
 	c->tokens.has_max = rng_next(rng) % 8 != 0;
 	c->tokens.max = (int64_t)(rng_next(rng) % 2000000);
@@ -547,7 +563,7 @@ static void
 budget_request(struct thread_ctx *t, int id)
 {
 	const char *key = key_of(TALLY_KIND_BUDGET, id);
-	tally_budget_view v;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	int64_t cost = (int64_t)(rng_next(&t->rng) % 20000) + 1;
 	unsigned what = (unsigned)(rng_next(&t->rng) % 10);
 	int rc;
@@ -573,7 +589,7 @@ budget_request(struct thread_ctx *t, int id)
 					"try_consume on %s left usage %" PRId64
 					" > max %" PRId64,
 					key, v.usage, v.config.max_limit);
-			applied(t, id, 0, v.version, v.window_start, cost);
+			applied(t, id, 0, v.incarnation, v.window_start, cost);
 			t->ops[OP_TRY_OK]++;
 		} else if (rc == TALLY_LIMITED) {
 			if (cost <= v.config.max_limit - v.usage)
@@ -588,7 +604,7 @@ budget_request(struct thread_ctx *t, int id)
 	} else {
 		rc = tally_budget_bump(store, key, cost, &v);
 		if (rc == TALLY_OK) {
-			applied(t, id, 0, v.version, v.window_start, cost);
+			applied(t, id, 0, v.incarnation, v.window_start, cost);
 			t->ops[OP_BUMP]++;
 		} else {
 			t->ops[OP_ENOENT]++;
@@ -604,7 +620,7 @@ static void
 rate_request(struct thread_ctx *t, int id)
 {
 	const char *key = key_of(TALLY_KIND_RATELIMIT, id);
-	tally_ratelimit_view v;
+	tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 	int64_t tokens = (int64_t)(rng_next(&t->rng) % 4000) + 1;
 	unsigned what = (unsigned)(rng_next(&t->rng) % 10), mask = 0;
 	int rc;
@@ -625,10 +641,10 @@ rate_request(struct thread_ctx *t, int id)
 				violation("try_consume on %s left usage above "
 					  "max",
 					  key);
-			applied(t, id, 1, v.version, v.tokens.window_start,
+			applied(t, id, 1, v.incarnation, v.tokens.window_start,
 				tokens);
-			applied(t, id, 2, v.version, v.requests.window_start,
-				1);
+			applied(t, id, 2, v.incarnation,
+				v.requests.window_start, 1);
 			t->ops[OP_TRY_OK]++;
 		} else if (rc == TALLY_LIMITED) {
 			bool justified =
@@ -650,10 +666,10 @@ rate_request(struct thread_ctx *t, int id)
 	} else {
 		rc = tally_ratelimit_bump(store, key, tokens, 1, &v);
 		if (rc == TALLY_OK) {
-			applied(t, id, 1, v.version, v.tokens.window_start,
+			applied(t, id, 1, v.incarnation, v.tokens.window_start,
 				tokens);
-			applied(t, id, 2, v.version, v.requests.window_start,
-				1);
+			applied(t, id, 2, v.incarnation,
+				v.requests.window_start, 1);
 			t->ops[OP_BUMP]++;
 		} else {
 			t->ops[OP_ENOENT]++;
@@ -713,8 +729,8 @@ static void
 admin_budget(struct thread_ctx *t, int id)
 {
 	const char *key = key_of(TALLY_KIND_BUDGET, id);
-	tally_budget_config c;
-	tally_budget_view v;
+	tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	unsigned what = (unsigned)(rng_next(&t->rng) % 10);
 	int rc;
 
@@ -733,7 +749,7 @@ admin_budget(struct thread_ctx *t, int id)
 		rc = tally_budget_remove(store, key, &v);
 		if (rc == TALLY_OK) {
 			ledger_add(&t->ledger, (uint32_t)id, TALLY_KIND_BUDGET,
-				   TALLY_COUNTER_BUDGET, v.version,
+				   TALLY_COUNTER_BUDGET, v.incarnation,
 				   v.window_start, 0, v.usage);
 			t->ops[OP_REMOVE]++;
 			budget_config(&c, &t->rng);
@@ -751,8 +767,8 @@ static void
 admin_rate(struct thread_ctx *t, int id)
 {
 	const char *key = key_of(TALLY_KIND_RATELIMIT, id);
-	tally_ratelimit_config c;
-	tally_ratelimit_view v;
+	tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
+	tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 	unsigned what = (unsigned)(rng_next(&t->rng) % 10), reset = 0;
 	int rc;
 
@@ -777,11 +793,11 @@ admin_rate(struct thread_ctx *t, int id)
 		if (rc == TALLY_OK) {
 			ledger_add(&t->ledger, (uint32_t)id,
 				   TALLY_KIND_RATELIMIT, TALLY_COUNTER_TOKENS,
-				   v.version, v.tokens.window_start, 0,
+				   v.incarnation, v.tokens.window_start, 0,
 				   v.tokens.usage);
 			ledger_add(&t->ledger, (uint32_t)id,
 				   TALLY_KIND_RATELIMIT, TALLY_COUNTER_REQUESTS,
-				   v.version, v.requests.window_start, 0,
+				   v.incarnation, v.requests.window_start, 0,
 				   v.requests.usage);
 			t->ops[OP_REMOVE]++;
 			ratelimit_config(&c, &t->rng);
@@ -847,7 +863,7 @@ collect(struct thread_ctx *w, struct thread_ctx *const *others, int n_others,
  * (slot 0 budget, 1 tokens, 2 requests). */
 struct current {
 	bool live[2]; /* budget, rate limit */
-	uint64_t version[2];
+	uint64_t incarnation[2];
 	int64_t wstart[3];
 	int64_t usage[3];
 };
@@ -855,21 +871,20 @@ struct current {
 static void
 current_of(int id, struct current *c)
 {
-	tally_budget_view bv;
-	tally_ratelimit_view rv;
-
+	tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
+	tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
 	memset(c, 0, sizeof *c);
 	if (tally_budget_get(store, key_of(TALLY_KIND_BUDGET, id), &bv) ==
 	    TALLY_OK) {
 		c->live[0] = true;
-		c->version[0] = bv.version;
+		c->incarnation[0] = bv.incarnation;
 		c->wstart[0] = bv.window_start;
 		c->usage[0] = bv.usage;
 	}
 	if (tally_ratelimit_get(store, key_of(TALLY_KIND_RATELIMIT, id), &rv) ==
 	    TALLY_OK) {
 		c->live[1] = true;
-		c->version[1] = rv.version;
+		c->incarnation[1] = rv.incarnation;
 		c->wstart[1] = rv.tokens.window_start;
 		c->usage[1] = rv.tokens.usage;
 		c->wstart[2] = rv.requests.window_start;
@@ -910,7 +925,7 @@ settle(struct ledger *total, struct verdict *v, bool all)
 									  : 2;
 
 			if (c->live[kind] &&
-			    (uint32_t)(c->version[kind] >> 32) == s->k.incarn &&
+			    c->incarnation[kind] == s->k.incarn &&
 			    s->k.wstart >= c->wstart[slot]) {
 				struct wslot *d = ledger_slot(&open, &s->k);
 
@@ -1044,7 +1059,7 @@ main(int argc, char **argv)
 	struct verdict v = {0};
 	uint64_t ops[OP__COUNT] = {0}, request_ops = 0, checkpoints = 0;
 	double next_checkpoint = CHECKPOINT_S;
-	tally_stats st;
+	tally_stats st = TALLY_STATS_INIT;
 	double elapsed;
 	int64_t t0, t1;
 	uint64_t rng;
@@ -1057,8 +1072,10 @@ main(int argc, char **argv)
 	mono_start = mono_now();
 	sim_start = INT64_C(1769860800) * NS_PER_SEC; /* 2026-01-31T12:00Z */
 
-	if (!opt.real_clock)
+	if (!opt.real_clock) {
 		o.clock = fast_clock;
+		o.coarse_clock = fast_coarse_clock;
+	}
 	o.expected_records = (size_t)opt.keys * 2;
 	o.on_roll = on_roll;
 	if ((rc = tally_store_create(&store, &o)) != TALLY_OK) {
@@ -1069,9 +1086,8 @@ main(int argc, char **argv)
 	memset(&mainctx, 0, sizeof mainctx);
 	self = &mainctx;
 	for (int id = 0; id < opt.keys; id++) {
-		tally_budget_config bc;
-		tally_ratelimit_config rc2;
-
+		tally_budget_config bc = TALLY_BUDGET_CONFIG_INIT;
+		tally_ratelimit_config rc2 = TALLY_RATELIMIT_CONFIG_INIT;
 		budget_config(&bc, &rng);
 		if (tally_budget_upsert(store, key_of(TALLY_KIND_BUDGET, id),
 					&bc, NULL) != TALLY_CREATED)
@@ -1165,7 +1181,7 @@ main(int argc, char **argv)
 					   slot == 0 ? TALLY_KIND_BUDGET
 						     : TALLY_KIND_RATELIMIT,
 					   slot_counter[slot],
-					   c.version[slot == 0 ? 0 : 1],
+					   c.incarnation[slot == 0 ? 0 : 1],
 					   c.wstart[slot], 0, c.usage[slot]);
 	}
 	settle(&total, &v, true);

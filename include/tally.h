@@ -1,28 +1,55 @@
 /*
  * tally: lock-free budget and rate-limit counters for request gateways.
  *
- * One header, one opaque handle (tally_store). A store maps string keys to
- * records of two kinds, budgets and rate limits, each kind in its own key
- * space. Every record points to an immutable snapshot (config, usage, window,
- * version); every write builds the successor snapshot and installs it with one
- * compare-and-swap, so counters are exact under any concurrency and readers
- * never block.
+ * One header, one opaque handle (tally_store). A store maps keys to records
+ * of two kinds, budgets and rate limits, each kind in its own key space.
+ * Every record points to an immutable snapshot (config, usage, window,
+ * version); every write builds the successor snapshot and installs it with
+ * one compare-and-swap, so counters are exact under any concurrency and
+ * readers never block.
  *
  * Results
- *   0 (TALLY_OK) is success. Positive results are normal outcomes that are not
- *   errors (TALLY_LIMITED, TALLY_CONFLICT, TALLY_CREATED). Negative results are
- *   errors; a call that returns an error changed nothing. Test errors with
- *   `rc < 0`. tally_strerror() names every code.
+ *   0 (TALLY_OK) is success. Positive results are normal outcomes that are
+ *   not errors (TALLY_LIMITED, TALLY_CONFLICT, TALLY_CREATED). Negative
+ *   results are errors; a call that returns an error changed nothing (the
+ *   one exception, tally_sweep, says so). Test errors with `rc < 0`.
+ *   tally_strerror() names every code. The values are tally's own and never
+ *   change: TALLY_EINVAL, TALLY_ENOENT, TALLY_ENOMEM and TALLY_EOVERFLOW
+ *   equal Linux's errno values negated, but they are not errno values (on
+ *   other systems errno's differ): compare results with the TALLY_* names.
+ *   The library never sets errno, never prints and never aborts.
  *
  * Amounts and time
- *   Amounts are int64_t in the caller's unit (micro-dollars, tokens, requests).
- *   Sums are exact; a sum that would overflow int64_t is TALLY_EOVERFLOW, never
- *   a wrap. Time is int64_t nanoseconds since the Unix epoch, UTC, read from
- *   the store's clock.
+ *   Amounts are int64_t in the caller's unit (micro-dollars, tokens,
+ *   requests). Sums are exact; a sum that would overflow int64_t is
+ *   TALLY_EOVERFLOW, never a wrap. Time is int64_t nanoseconds since the
+ *   Unix epoch, UTC, read from the store's clock.
  *
  * Keys
- *   NUL-terminated strings of 1 to 255 bytes (any byte but NUL). The library
- *   copies the key; the caller keeps ownership of its buffer.
+ *   A key is a byte string of 1 to 255 bytes. Every call that names a key
+ *   comes in two forms: `f(store, key, ...)` takes a NUL-terminated string
+ *   (which therefore contains no NUL), `f_n(store, key, key_len, ...)` takes
+ *   key_len bytes, any bytes, NUL included, and reads nothing past them.
+ *   Both name the same record for the same bytes: "ab" and ("ab", 2) are
+ *   one key. A NULL key is TALLY_EINVAL; an empty key or one longer than
+ *   255 bytes is TALLY_EKEY. The library copies the key; the caller keeps
+ *   ownership of its buffer.
+ *
+ * Structs and how they grow
+ *   Every struct that a call reads or fills, and that may gain fields,
+ *   begins with `size_t size`, which its _INIT macro sets to sizeof the
+ *   struct as this header declares it (tally_store_options, the configs,
+ *   the views, tally_stats; the library sets it in the tally_roll it
+ *   passes). The size tells the library which released layout the caller
+ *   was compiled with: it reads and writes only those bytes (fields a
+ *   caller's older layout lacks take their defaults) and never writes the
+ *   size field itself. A size smaller than the first released layout is
+ *   TALLY_EINVAL. New fields are appended at the end; a struct nested by
+ *   value (tally_period, tally_limit, tally_counter_view, tally_allocator,
+ *   the config inside a view) changes only together with a new layout of
+ *   every struct that holds it, which the library then fills in its old
+ *   layout too. Fields are fixed-width integers (and bool), never enums.
+ *   Always initialize with the _INIT macro; `= {0}` has size 0.
  *
  * Thread safety
  *   +----------------------------+-------------------------------------------+
@@ -33,18 +60,30 @@
  *   | every other tally_* call   | any call on the same store from any      |
  *   |                            | thread, except tally_store_destroy        |
  *   +----------------------------+-------------------------------------------+
- *   Each thread that touches a store is registered with it lazily on its first
- *   call (one allocation of about 129 KiB from the store's allocator, most
- *   of it a lookup cache) and parked for reuse by a later thread when it exits;
- *   the memory returns to the allocator at tally_store_destroy(). Every
- *   write is linearizable at its compare-and-swap; every read at its single
- *   atomic load of the record's snapshot. Successful writes are sequentially
- *   consistent (full-barrier CAS).
+ *   Each thread that touches a store is registered with it lazily on its
+ *   first call (one allocation of about 129 KiB from the store's allocator,
+ *   most of it a lookup cache) and parked for reuse by a later thread when
+ *   it exits; the memory returns to the allocator at tally_store_destroy().
+ *   Every write is linearizable at its compare-and-swap; every read at its
+ *   single atomic load of the record's snapshot. Successful writes are
+ *   sequentially consistent (full-barrier CAS).
+ *
+ * Callbacks (allocator, clocks, roll listener)
+ *   The allocator is never called inside the library's epoch sections, but
+ *   it is called with the store's writer lock held (creating and removing
+ *   records, growing the map): it must not call tally on the same store
+ *   (that deadlocks), and a slow allocator delays other creations and
+ *   removals, never reads or writes of existing records. The clocks may be
+ *   read inside an epoch section: they must be fast, must not block and
+ *   must not call tally (a clock that stalls delays the reclamation of
+ *   every thread's garbage). The roll listener runs outside every lock and
+ *   section and may call tally on the store.
  *
  * Ownership
- *   Views and roll events are plain structs copied out of one snapshot; they
- *   own nothing and stay valid as long as the caller keeps them, except the
- *   `key` pointer of a tally_roll, which is valid only during the callback.
+ *   Views, stats and roll events are plain structs copied out of one
+ *   snapshot; they own nothing and stay valid as long as the caller keeps
+ *   them, except the `key` pointer of a tally_roll, which is valid only
+ *   during the callback.
  */
 #ifndef TALLY_H
 #define TALLY_H
@@ -62,7 +101,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define TALLY_VERSION_MAJOR 0
-#define TALLY_VERSION_MINOR 1
+#define TALLY_VERSION_MINOR 2
 #define TALLY_VERSION_PATCH 0
 /* 0xMMmmpp: comparable with >= at compile time. */
 #define TALLY_VERSION_HEX                                                      \
@@ -164,20 +203,56 @@ TALLY_API TALLY_NODISCARD int tally_period_parse(const char *text,
 TALLY_API int tally_period_format(const tally_period *period, char *buf,
 				  size_t size);
 
+/*
+ * Windows. A record's windows form a lattice of boundaries, a pure function
+ * of its period, anchor, utc_offset_minutes and calendar_aligned:
+ *   - Local time is UTC + utc_offset_minutes (+60: local midnight is 23:00
+ *     UTC the day before; -300: 05:00 UTC). |offset| <= TALLY_UTC_OFFSET_MAX.
+ *   - Rolling (calendar_aligned false): boundaries at anchor + k * period
+ *     for every integer k, also before the anchor (an anchor in the future
+ *     has windows anchor - period, anchor - 2 * period, ... before it, and a
+ *     record created before its anchor starts in one of those). Months
+ *     (M Q Y) count from the anchor's local date and time: boundary k is
+ *     the anchor moved by k * count local months, its day clamped to the
+ *     last day of that local month, so a Jan 31 anchor gives Feb 28 (29),
+ *     Mar 31, Apr 30 (the clamp never sticks).
+ *   - Calendar aligned: on the local grid, counted from the epoch: "1d" at
+ *     local midnight, "2d" every other midnight from 1970-01-01; "1h" at
+ *     the top of the local hour (sub-day units at multiples of the period
+ *     from local 1970-01-01 00:00); weeks ("1w", "2w") from Monday
+ *     1970-01-05 00:00 local; months on the local 1st, 00:00, at month
+ *     indexes since January 1970 that are multiples of the count ("1Q" =
+ *     Jan/Apr/Jul/Oct, "6M" = Jan and Jul). The anchor is ignored.
+ *   - A window is due when now has reached its end (the next boundary);
+ *     rolling it zeroes usage and sets window_start to the boundary at or
+ *     before now (never to now). Missed windows collapse into one roll.
+ *     Time going backwards never rolls a window and never moves one back.
+ *     A window whose end is INT64_MAX (no period, or no boundary before the
+ *     end of int64 time, in 2262) never rolls.
+ */
+
 /* ------------------------------------------------------------------------ */
 /* Store                                                                    */
 /* ------------------------------------------------------------------------ */
 
 typedef struct tally_store tally_store;
 
-/* Nanoseconds since the Unix epoch, UTC. Called once per operation, from any
- * thread; it must be thread safe. */
+/* Nanoseconds since the Unix epoch, UTC. Called once or twice per
+ * operation, from any thread; it must be thread safe (see Callbacks). */
 typedef int64_t tally_clock_fn(void *ctx);
+
+/*
+ * How far a store's coarse clock may lag its precise clock: a coarse
+ * reading c is trusted to show that a window ending at e is not due when
+ * c < e - TALLY_COARSE_MARGIN_NS, so the precise clock must never be a
+ * margin or more ahead of the coarse one (the coarse one may run ahead).
+ */
+#define TALLY_COARSE_MARGIN_NS INT64_C(1000000000)
 
 /* All memory of a store comes from here: the store, records, snapshots, the
  * map and its growth, per-thread records. malloc returns memory aligned for
  * any object (like malloc) or NULL; free receives the size that was asked
- * for. Both must be thread safe. */
+ * for. Both must be thread safe (see Callbacks). */
 typedef struct tally_allocator {
 	void *(*malloc)(void *ctx, size_t size);
 	void (*free)(void *ctx, void *ptr, size_t size);
@@ -205,47 +280,65 @@ typedef enum tally_roll_cause {
  * closed; together with the usage a record holds now, the usage_before of
  * every roll accounts for every unit ever applied. */
 typedef struct tally_roll {
-	const char *key; /* NUL-terminated; valid only during the callback */
+	size_t size;     /* sizeof(tally_roll) of the library */
+	const char *key; /* key_len bytes and a NUL; valid during the call */
 	size_t key_len;
-	tally_kind kind;
-	unsigned counter; /* TALLY_COUNTER_* */
-	tally_roll_cause cause;
+	uint32_t kind;    /* a tally_kind */
+	uint32_t counter; /* TALLY_COUNTER_* */
+	uint32_t cause;   /* a tally_roll_cause */
 	int64_t usage_before;
 	int64_t old_window_start;
 	int64_t new_window_start;
-	uint64_t version; /* version of the snapshot that installed the roll */
+	uint64_t version;     /* of the snapshot that installed the roll */
+	uint64_t incarnation; /* of the record (see Versions) */
 } tally_roll;
 
 /*
- * Called once for every roll, by the thread whose CAS installed it, after the
- * CAS and outside any library-internal section. It may call tally functions
- * on the store (not tally_store_destroy). It must be thread safe.
+ * Called once for every roll, by the thread whose CAS installed it, after
+ * the CAS and outside any library-internal lock or section. It may call
+ * tally functions on the store (not tally_store_destroy). It must be thread
+ * safe.
  */
 typedef void tally_roll_fn(const tally_roll *roll, void *ctx);
 
 typedef struct tally_store_options {
 	size_t size;             /* sizeof(tally_store_options); set by _INIT */
 	size_t expected_records; /* pre-sizes the map; 0 = a small default */
-	tally_clock_fn *clock;   /* NULL = clock_gettime(CLOCK_REALTIME) */
+	/* The precise clock. NULL: clock_gettime(CLOCK_REALTIME). */
+	tally_clock_fn *clock;
 	void *clock_ctx;
 	tally_allocator allocator; /* malloc == NULL: malloc/free */
 	tally_roll_fn *on_roll;    /* NULL = no listener */
 	void *on_roll_ctx;
 	uint64_t hash_seed; /* 0 = derived per store */
+	/*
+	 * A cheap clock that check, bump and try_consume read first; they
+	 * read the precise clock only within TALLY_COARSE_MARGIN_NS of a
+	 * window's end (see that macro for the contract). NULL: with the
+	 * default precise clock, CLOCK_REALTIME_COARSE (when its resolution
+	 * is 50 ms or finer); with an injected precise clock, none (every
+	 * decision reads the precise clock). A gateway's cached time (an
+	 * event loop's "now") is a natural coarse clock.
+	 */
+	tally_clock_fn *coarse_clock;
+	void *coarse_clock_ctx;
 } tally_store_options;
 
 /* clang-format off */
 #define TALLY_STORE_OPTIONS_INIT                                               \
 	{sizeof(tally_store_options), 0, NULL, NULL, {NULL, NULL, NULL},      \
-	 NULL, NULL, 0}
+	 NULL, NULL, 0, NULL, NULL}
 /* clang-format on */
 
 /*
- * Create a store. options may be NULL (all defaults); otherwise options->size
- * must be at least the size of the first released version of the struct
- * (fields past options->size take their defaults). On success *out owns the
- * store until tally_store_destroy(). Returns TALLY_OK, TALLY_EINVAL (NULL out,
- * bad size, allocator with only one of malloc/free) or TALLY_ENOMEM.
+ * Create a store. options may be NULL (all defaults); otherwise
+ * options->size must be at least the size of the first released layout (up
+ * to hash_seed; fields past options->size take their defaults). On success
+ * *out owns the store until tally_store_destroy(). Each store takes one
+ * pthread key of the process (PTHREAD_KEYS_MAX: 1,024 on glibc, at least
+ * 128 by POSIX) until it is destroyed. Returns TALLY_OK, TALLY_EINVAL (NULL
+ * out, bad size, allocator with only one of malloc/free, expected_records
+ * over 2^29) or TALLY_ENOMEM (no memory, or no pthread key left).
  */
 TALLY_API TALLY_NODISCARD int
 tally_store_create(tally_store **out, const tally_store_options *options);
@@ -259,6 +352,7 @@ tally_store_create(tally_store **out, const tally_store_options *options);
 TALLY_API void tally_store_destroy(tally_store *store);
 
 typedef struct tally_stats {
+	size_t size;             /* sizeof(tally_stats); set by _INIT */
 	uint64_t records;        /* budgets plus rate limits in the map */
 	uint64_t threads;        /* per-thread records ever registered */
 	uint64_t threads_active; /* of those, held by a live thread */
@@ -271,23 +365,47 @@ typedef struct tally_stats {
 	uint64_t peak_pending;   /* highest pending seen by any one thread */
 } tally_stats;
 
+/* clang-format off */
+#define TALLY_STATS_INIT {sizeof(tally_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+/* clang-format on */
+
 /* Counters summed over all threads; each is exact for its own thread and the
  * sum is a moment's approximation while other threads run. Returns TALLY_OK
- * or TALLY_EINVAL. */
+ * or TALLY_EINVAL (NULL argument, bad out->size). */
 TALLY_API int tally_store_stats(tally_store *store, tally_stats *out);
 
 /*
- * Roll every due window in the store, budgets and rate limits. Each roll is a
- * CAS on the snapshot this sweep observed: if another write got there first
- * (and so already rolled it), the sweep re-reads and rolls only what is still
- * due; concurrent sweepers produce exactly one roll per window. cb (may be
- * NULL) hears every roll this sweep installed, after the store's listener.
- * *rolled (may be NULL) receives how many rolls this sweep installed. Returns
- * TALLY_OK, TALLY_EINVAL or TALLY_ENOMEM (a successor could not be allocated:
- * the records swept before it stay rolled, the rest are left for later).
+ * Roll every due window in the store, budgets and rate limits. Each roll is
+ * a CAS on the snapshot this sweep observed: if another write got there
+ * first (and so already rolled it), the sweep re-reads and rolls only what
+ * is still due; concurrent sweepers produce exactly one roll per window.
+ * Every record present for the whole sweep is visited once; one created
+ * during it may be visited or not. The sweep walks the store in short
+ * steps (a few hundred records each), so writers and reclamation never wait
+ * for a whole walk. cb (may be NULL) hears every roll this sweep installed,
+ * after the store's listener. *rolled (may be NULL) receives how many rolls
+ * this sweep installed. Returns TALLY_OK, TALLY_EINVAL or TALLY_ENOMEM. The
+ * one call whose error may follow changes: on TALLY_ENOMEM (a successor
+ * snapshot could not be allocated) the rolls it installed before stay,
+ * each reported and counted in *rolled, and the rest are left for the next
+ * sweep (or the next write of each record, which rolls inline).
  */
 TALLY_API int tally_sweep(tally_store *store, tally_roll_fn *cb, void *ctx,
 			  size_t *rolled);
+
+/*
+ * Versions. Every successful write installs a snapshot whose version is the
+ * previous one plus 1, and every snapshot names its record's incarnation.
+ * The incarnation is a store-wide count of creations (1, 2, ...): a record
+ * keeps it for life, and a key removed and created again gets a new one.
+ * Versions never repeat for a key, with no limit: a record created anew
+ * starts above every version that any removed record of the store reached,
+ * so a version observed before a remove never matches after the key is
+ * created again, and the calls that take an observed version (the resets)
+ * need only the version. A write that would take a version past UINT64_MAX,
+ * or a creation past UINT64_MAX - 1 incarnations, fails with
+ * TALLY_EOVERFLOW (after 2^64 writes: never, in practice).
+ */
 
 /* ------------------------------------------------------------------------ */
 /* Budgets                                                                  */
@@ -299,57 +417,70 @@ TALLY_API int tally_sweep(tally_store *store, tally_roll_fn *cb, void *ctx,
 #define TALLY_UTC_OFFSET_MAX (24 * 60 - 1)
 
 typedef struct tally_budget_config {
+	size_t size;         /* sizeof(tally_budget_config); set by _INIT */
 	int64_t max_limit;   /* >= 0; usage >= max_limit blocks */
 	tally_period period; /* TALLY_PERIOD_NONE: never resets (prepaid) */
 	int64_t anchor;      /* ns, or TALLY_ANCHOR_DEFAULT */
-	int32_t utc_offset_minutes;
-	bool calendar_aligned; /* boundaries on the UTC grid (+offset) */
+	int32_t utc_offset_minutes; /* local time = UTC + this */
+	bool calendar_aligned;      /* boundaries on the local grid */
 } tally_budget_config;
 
 /* clang-format off */
 #define TALLY_BUDGET_CONFIG_INIT                                               \
-	{0, TALLY_PERIOD_NONE_INIT, TALLY_ANCHOR_DEFAULT, 0, false}
+	{sizeof(tally_budget_config), 0, TALLY_PERIOD_NONE_INIT,               \
+	 TALLY_ANCHOR_DEFAULT, 0, false}
+/* clang-format on */
+
+typedef struct tally_budget_view {
+	size_t size; /* sizeof(tally_budget_view); set by _INIT */
+	tally_budget_config config; /* anchor is the effective anchor */
+	int64_t usage;
+	/* A lattice boundary (or where the window last rolled). No period:
+	 * the anchor, and window_end is INT64_MAX. */
+	int64_t window_start;
+	int64_t window_end; /* next boundary; INT64_MAX: it never rolls */
+	uint64_t version;
+	uint64_t incarnation;
+} tally_budget_view;
+
+/* clang-format off */
+#define TALLY_BUDGET_VIEW_INIT                                                 \
+	{sizeof(tally_budget_view), TALLY_BUDGET_CONFIG_INIT, 0, 0, 0, 0, 0}
 /* clang-format on */
 
 /*
- * Versions. Every successful write installs a snapshot whose version is the
- * previous one plus 1. A record created anew (first upsert, or upsert after
- * remove) starts at a version no earlier record of the store had: the upper
- * 32 bits count creations, so (version >> 32) names the incarnation of a key
- * as long as one record sees fewer than 2^32 writes.
+ * Every budget call below takes a view (may be NULL unless said otherwise)
+ * whose size is set (TALLY_BUDGET_VIEW_INIT); a bad size is TALLY_EINVAL.
+ * Every call may also return TALLY_EINVAL (NULL store or config, bad size),
+ * TALLY_EKEY and TALLY_ENOMEM (the calling thread's first call could not
+ * register it, or a snapshot could not be allocated); the lists below name
+ * the other results.
  */
-typedef struct tally_budget_view {
-	tally_budget_config config; /* anchor is the effective anchor */
-	int64_t usage;
-	int64_t window_start; /* a lattice boundary, or where it last rolled */
-	int64_t window_end;   /* next boundary; INT64_MAX: it never rolls */
-	uint64_t version;
-} tally_budget_view;
 
 /*
  * Create the budget, or replace its config keeping usage and window_start,
- * in one CAS. Returns TALLY_CREATED, TALLY_OK (replaced), TALLY_EINVAL (NULL
- * store/config, negative max, offset out of range), TALLY_EKEY,
- * TALLY_EPERIOD or TALLY_ENOMEM. view (may be NULL) receives the installed
- * snapshot.
+ * in one CAS (the window end is re-derived under the new lattice; a window
+ * that is due under it rolls at the next write). Returns TALLY_CREATED,
+ * TALLY_OK (replaced), TALLY_EINVAL (also: negative max, offset out of
+ * range), TALLY_EPERIOD, TALLY_EOVERFLOW (see Versions). view receives the
+ * installed snapshot.
  */
 TALLY_API TALLY_NODISCARD int
 tally_budget_upsert(tally_store *store, const char *key,
 		    const tally_budget_config *config, tally_budget_view *view);
 
 /* A copy of the current snapshot, as stored (a due window is shown unrolled;
- * see tally_budget_check for the effective state). Returns TALLY_OK,
- * TALLY_ENOENT, TALLY_EINVAL, TALLY_EKEY or TALLY_ENOMEM (first call of a
- * thread could not register it). */
+ * see tally_budget_check for the effective state). view must not be NULL.
+ * Returns TALLY_OK or TALLY_ENOENT. */
 TALLY_API TALLY_NODISCARD int
 tally_budget_get(tally_store *store, const char *key, tally_budget_view *view);
 
 /*
  * Add amount (>= 0) after the fact. Rolls a due window first, in the same
  * CAS; never refused for being over the limit. An amount of 0 with no window
- * due writes nothing (the version stays). Returns TALLY_OK,
- * TALLY_ENOENT, TALLY_EINVAL (amount < 0), TALLY_EKEY, TALLY_EOVERFLOW or
- * TALLY_ENOMEM. view (may be NULL) receives the installed snapshot.
+ * due writes nothing (the version stays). Returns TALLY_OK, TALLY_ENOENT,
+ * TALLY_EINVAL (also: amount < 0), TALLY_EOVERFLOW (the sum or the version).
+ * view receives the installed snapshot.
  */
 TALLY_API TALLY_NODISCARD int tally_budget_bump(tally_store *store,
 						const char *key, int64_t amount,
@@ -358,8 +489,8 @@ TALLY_API TALLY_NODISCARD int tally_budget_bump(tally_store *store,
 /*
  * May a request pass now? TALLY_OK if usage < max_limit, TALLY_LIMITED if not
  * (max_limit 0 always blocks). A due window counts as rolled (usage 0). Reads
- * only: no CAS, no roll. view (may be NULL) receives the effective state.
- * Errors: TALLY_ENOENT, TALLY_EINVAL, TALLY_EKEY, TALLY_ENOMEM.
+ * only: no CAS, no roll. view receives the effective state. Returns
+ * TALLY_OK, TALLY_LIMITED or TALLY_ENOENT.
  */
 TALLY_API TALLY_NODISCARD int tally_budget_check(tally_store *store,
 						 const char *key,
@@ -367,10 +498,13 @@ TALLY_API TALLY_NODISCARD int tally_budget_check(tally_store *store,
 
 /*
  * Take amount (>= 0) only if usage + amount <= max_limit (after rolling a due
- * window, in the same CAS). Otherwise take nothing, change nothing and return
- * TALLY_LIMITED. Returns TALLY_OK, TALLY_LIMITED, TALLY_ENOENT, TALLY_EINVAL,
- * TALLY_EKEY or TALLY_ENOMEM. view receives the installed snapshot on OK, the
- * effective state on LIMITED.
+ * window, in the same CAS). Otherwise take nothing, change nothing (not even
+ * the due roll) and return TALLY_LIMITED; a sum beyond INT64_MAX is over any
+ * max, so it is TALLY_LIMITED too, never TALLY_EOVERFLOW. An amount of 0
+ * that fits with no window due writes nothing. Returns TALLY_OK,
+ * TALLY_LIMITED, TALLY_ENOENT, TALLY_EINVAL (also: amount < 0),
+ * TALLY_EOVERFLOW (the version only). view receives the installed snapshot
+ * on OK, the effective state on LIMITED.
  */
 TALLY_API TALLY_NODISCARD int tally_budget_try_consume(tally_store *store,
 						       const char *key,
@@ -380,20 +514,47 @@ TALLY_API TALLY_NODISCARD int tally_budget_try_consume(tally_store *store,
 /*
  * Operator reset: zero usage and set window_start to the window of now, only
  * if the record still holds the snapshot whose version is observed_version.
+ * If the clock reads a time before window_start (it went back), the window
+ * stays where it is and only usage is zeroed: a window never moves back.
  * Reports a TALLY_ROLL_RESET roll. Returns TALLY_OK, TALLY_CONFLICT (version
- * differs: nothing changed), TALLY_ENOENT, TALLY_EINVAL, TALLY_EKEY or
- * TALLY_ENOMEM.
+ * differs: nothing changed, and view receives the current snapshot, whose
+ * version a retry may pass), TALLY_ENOENT, TALLY_EOVERFLOW (the version).
  */
 TALLY_API TALLY_NODISCARD int tally_budget_reset(tally_store *store,
 						 const char *key,
 						 uint64_t observed_version,
 						 tally_budget_view *view);
 
-/* Delete the budget. view (may be NULL) receives its last snapshot, so its
- * final usage can be persisted. Concurrent calls see it or get TALLY_ENOENT.
- * Returns TALLY_OK, TALLY_ENOENT, TALLY_EINVAL, TALLY_EKEY or TALLY_ENOMEM. */
+/* Delete the budget. view receives its last snapshot, so its final usage
+ * can be persisted. Concurrent calls see it or get TALLY_ENOENT. Returns
+ * TALLY_OK or TALLY_ENOENT. */
 TALLY_API int tally_budget_remove(tally_store *store, const char *key,
 				  tally_budget_view *view);
+
+/* The same calls with a key of key_len bytes (see Keys). */
+TALLY_API TALLY_NODISCARD int
+tally_budget_upsert_n(tally_store *store, const char *key, size_t key_len,
+		      const tally_budget_config *config,
+		      tally_budget_view *view);
+TALLY_API TALLY_NODISCARD int tally_budget_get_n(tally_store *store,
+						 const char *key,
+						 size_t key_len,
+						 tally_budget_view *view);
+TALLY_API TALLY_NODISCARD int
+tally_budget_bump_n(tally_store *store, const char *key, size_t key_len,
+		    int64_t amount, tally_budget_view *view);
+TALLY_API TALLY_NODISCARD int tally_budget_check_n(tally_store *store,
+						   const char *key,
+						   size_t key_len,
+						   tally_budget_view *view);
+TALLY_API TALLY_NODISCARD int
+tally_budget_try_consume_n(tally_store *store, const char *key, size_t key_len,
+			   int64_t amount, tally_budget_view *view);
+TALLY_API TALLY_NODISCARD int
+tally_budget_reset_n(tally_store *store, const char *key, size_t key_len,
+		     uint64_t observed_version, tally_budget_view *view);
+TALLY_API int tally_budget_remove_n(tally_store *store, const char *key,
+				    size_t key_len, tally_budget_view *view);
 
 /* ------------------------------------------------------------------------ */
 /* Rate limits                                                              */
@@ -406,12 +567,20 @@ typedef struct tally_limit {
 } tally_limit;
 
 typedef struct tally_ratelimit_config {
+	size_t size; /* sizeof(tally_ratelimit_config); set by _INIT */
 	tally_limit tokens;
 	tally_limit requests;
-	int64_t anchor; /* ns, or TALLY_ANCHOR_DEFAULT */
-	int32_t utc_offset_minutes;
-	bool calendar_aligned;
+	int64_t anchor;             /* ns, or TALLY_ANCHOR_DEFAULT */
+	int32_t utc_offset_minutes; /* local time = UTC + this */
+	bool calendar_aligned;      /* boundaries on the local grid */
 } tally_ratelimit_config;
+
+/* clang-format off */
+#define TALLY_RATELIMIT_CONFIG_INIT                                            \
+	{sizeof(tally_ratelimit_config),                                       \
+	 {false, 0, TALLY_PERIOD_NONE_INIT}, {false, 0, TALLY_PERIOD_NONE_INIT}, \
+	 TALLY_ANCHOR_DEFAULT, 0, false}
+/* clang-format on */
 
 typedef struct tally_counter_view {
 	int64_t usage;
@@ -420,14 +589,24 @@ typedef struct tally_counter_view {
 } tally_counter_view;
 
 typedef struct tally_ratelimit_view {
+	size_t size; /* sizeof(tally_ratelimit_view); set by _INIT */
 	tally_ratelimit_config config;
 	tally_counter_view tokens;
 	tally_counter_view requests;
 	uint64_t version;
+	uint64_t incarnation;
 } tally_ratelimit_view;
 
-/* As tally_budget_upsert. A counter needs a period; has_max with max < 0 is
- * TALLY_EINVAL. */
+/* clang-format off */
+#define TALLY_RATELIMIT_VIEW_INIT                                              \
+	{sizeof(tally_ratelimit_view), TALLY_RATELIMIT_CONFIG_INIT,            \
+	 {0, 0, 0}, {0, 0, 0}, 0, 0}
+/* clang-format on */
+
+/* The rate-limit calls follow the budget calls' conventions. */
+
+/* As tally_budget_upsert. A counter with no period is TALLY_EPERIOD;
+ * has_max with max < 0 is TALLY_EINVAL. */
 TALLY_API TALLY_NODISCARD int
 tally_ratelimit_upsert(tally_store *store, const char *key,
 		       const tally_ratelimit_config *config,
@@ -447,15 +626,21 @@ tally_ratelimit_bump(tally_store *store, const char *key, int64_t tokens,
 
 /* TALLY_LIMITED if any counter with a max has usage >= max (a due counter
  * counts as rolled). limited (may be NULL) receives the mask of blocking
- * counters. Reads only. */
+ * counters (0 with TALLY_OK). Reads only. */
 TALLY_API TALLY_NODISCARD int tally_ratelimit_check(tally_store *store,
 						    const char *key,
 						    unsigned *limited,
 						    tally_ratelimit_view *view);
 
-/* Take tokens and requests only if both fit (usage + amount <= max for each
- * counter that has a max); otherwise nothing and TALLY_LIMITED, with the mask
- * of counters that did not fit in *limited (may be NULL). */
+/*
+ * Take tokens and requests only if both fit (usage + amount <= max for each
+ * counter that has a max); otherwise nothing and TALLY_LIMITED, with the
+ * mask of counters that did not fit in *limited (may be NULL; 0 with
+ * TALLY_OK). A sum beyond INT64_MAX does not fit a counter with a max
+ * (TALLY_LIMITED); on a counter without a max it is TALLY_EOVERFLOW, unless
+ * the other counter is LIMITED (then TALLY_LIMITED). Nothing is taken in
+ * either case.
+ */
 TALLY_API TALLY_NODISCARD int
 tally_ratelimit_try_consume(tally_store *store, const char *key, int64_t tokens,
 			    int64_t requests, unsigned *limited,
@@ -468,11 +653,12 @@ tally_ratelimit_try_consume(tally_store *store, const char *key, int64_t tokens,
  * Operator reset of the counters in `counters` (a mask of TALLY_COUNTER_TOKENS
  * and TALLY_COUNTER_REQUESTS, optionally with TALLY_RESET_DUE_ONLY), only if
  * the record still holds version observed_version. Each reset counter gets
- * usage 0 and the window of now; the others keep everything. *reset (may be
- * NULL) receives the mask of counters that were reset (0 if none was due:
- * then nothing changes and the version stays). Returns TALLY_OK,
- * TALLY_CONFLICT, TALLY_ENOENT, TALLY_EINVAL (empty or unknown mask),
- * TALLY_EKEY or TALLY_ENOMEM.
+ * usage 0 and the window of now (kept if the clock went back, as for
+ * budgets); the others keep everything. *reset (may be NULL) receives the
+ * mask of counters that were reset: 0 if none was due (then nothing changes
+ * and the version stays) and 0 with TALLY_CONFLICT. Returns TALLY_OK,
+ * TALLY_CONFLICT (view: the current snapshot), TALLY_ENOENT, TALLY_EINVAL
+ * (also: empty or unknown mask), TALLY_EOVERFLOW (the version).
  */
 TALLY_API TALLY_NODISCARD int
 tally_ratelimit_reset(tally_store *store, const char *key,
@@ -482,6 +668,34 @@ tally_ratelimit_reset(tally_store *store, const char *key,
 /* As tally_budget_remove. */
 TALLY_API int tally_ratelimit_remove(tally_store *store, const char *key,
 				     tally_ratelimit_view *view);
+
+/* The same calls with a key of key_len bytes (see Keys). */
+TALLY_API TALLY_NODISCARD int
+tally_ratelimit_upsert_n(tally_store *store, const char *key, size_t key_len,
+			 const tally_ratelimit_config *config,
+			 tally_ratelimit_view *view);
+TALLY_API TALLY_NODISCARD int tally_ratelimit_get_n(tally_store *store,
+						    const char *key,
+						    size_t key_len,
+						    tally_ratelimit_view *view);
+TALLY_API TALLY_NODISCARD int
+tally_ratelimit_bump_n(tally_store *store, const char *key, size_t key_len,
+		       int64_t tokens, int64_t requests,
+		       tally_ratelimit_view *view);
+TALLY_API TALLY_NODISCARD int
+tally_ratelimit_check_n(tally_store *store, const char *key, size_t key_len,
+			unsigned *limited, tally_ratelimit_view *view);
+TALLY_API TALLY_NODISCARD int
+tally_ratelimit_try_consume_n(tally_store *store, const char *key,
+			      size_t key_len, int64_t tokens, int64_t requests,
+			      unsigned *limited, tally_ratelimit_view *view);
+TALLY_API TALLY_NODISCARD int
+tally_ratelimit_reset_n(tally_store *store, const char *key, size_t key_len,
+			uint64_t observed_version, unsigned counters,
+			unsigned *reset, tally_ratelimit_view *view);
+TALLY_API int tally_ratelimit_remove_n(tally_store *store, const char *key,
+				       size_t key_len,
+				       tally_ratelimit_view *view);
 
 #ifdef __cplusplus
 }

@@ -10,11 +10,14 @@
  * builds the annotations compile to nothing.
  *
  * Orderings, stated once:
- *   - tally__snap_load: acquire (a snapshot's fields are read after the load
- *     of its pointer; on x86-64 a plain load).
- *   - tally__snap_cas / tally__snap_fas: full barrier (lock cmpxchg/xchg);
+ *   - tally__ptr_load: acquire (a snapshot's or record's fields are read
+ *     after the load of its pointer; on x86-64 a plain load).
+ *   - tally__ptr_store: release (the pointee is initialized before).
+ *   - tally__ptr_cas / tally__ptr_fas: full barrier (lock cmpxchg/xchg);
  *     the successor's fields are initialized before, ordered by a store
  *     fence, so whoever loads the new pointer sees a complete snapshot.
+ *   - tally__fence_full: a full barrier (mfence): no later load passes an
+ *     earlier store.
  *   - tally__stat_*: relaxed; statistics only, owner-written.
  */
 #ifndef TALLY_ATOMICS_H
@@ -71,14 +74,14 @@ tally__noise(void)
 #include <sanitizer/tsan_interface.h>
 
 static inline void *
-tally__snap_load(void *const *p)
+tally__ptr_load(void *const *p)
 {
 	tally__noise();
 	return __atomic_load_n((void **)p, __ATOMIC_ACQUIRE);
 }
 
 static inline bool
-tally__snap_cas(void **p, void *old, void *next)
+tally__ptr_cas(void **p, void *old, void *next)
 {
 	tally__noise();
 	return __atomic_compare_exchange_n(p, &old, next, false,
@@ -86,10 +89,27 @@ tally__snap_cas(void **p, void *old, void *next)
 }
 
 static inline void *
-tally__snap_fas(void **p, void *next)
+tally__ptr_fas(void **p, void *next)
 {
 	tally__noise();
 	return __atomic_exchange_n(p, next, __ATOMIC_ACQ_REL);
+}
+
+static inline void
+tally__ptr_store(void **p, void *v)
+{
+	tally__noise();
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static inline void
+tally__fence_full(void)
+{
+	/* A seq_cst read-modify-write (a locked instruction on x86-64) on a
+	 * thread's own word: gcc's TSan rejects atomic_thread_fence. */
+	static _Thread_local unsigned fence_word;
+
+	(void)__atomic_fetch_add(&fence_word, 0, __ATOMIC_SEQ_CST);
 }
 
 static inline uint64_t
@@ -148,7 +168,7 @@ tally__inc_uint_full(unsigned *p)
 #else /* !TALLY_TSAN */
 
 static inline void *
-tally__snap_load(void *const *p)
+tally__ptr_load(void *const *p)
 {
 	tally__noise();
 	void *v = ck_pr_load_ptr(p);
@@ -158,7 +178,7 @@ tally__snap_load(void *const *p)
 }
 
 static inline bool
-tally__snap_cas(void **p, void *old, void *next)
+tally__ptr_cas(void **p, void *old, void *next)
 {
 	tally__noise();
 	ck_pr_fence_store();
@@ -166,11 +186,25 @@ tally__snap_cas(void **p, void *old, void *next)
 }
 
 static inline void *
-tally__snap_fas(void **p, void *next)
+tally__ptr_fas(void **p, void *next)
 {
 	tally__noise();
 	ck_pr_fence_store();
 	return ck_pr_fas_ptr(p, next);
+}
+
+static inline void
+tally__ptr_store(void **p, void *v)
+{
+	tally__noise();
+	ck_pr_fence_store();
+	ck_pr_store_ptr(p, v);
+}
+
+static inline void
+tally__fence_full(void)
+{
+	ck_pr_fence_memory();
 }
 
 static inline uint64_t

@@ -4,7 +4,8 @@
  * A transition copies the old snapshot into the successor, rolls the window
  * if it is due, applies the operation and says whether the successor must
  * be installed. It touches nothing else, so every rule of ARCHITECTURE.md
- * section 3 is testable here without threads.
+ * section 3 is testable here without threads. The public calls are in
+ * api.c; this file is pure (no ck, no threads).
  *
  * Window invariant: window_end is the smallest lattice boundary strictly
  * after window_start. Then "due" (window_start(now) > window_start) is
@@ -14,7 +15,8 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "budget.h"
+#include "period.h"
 
 static void
 lattice_of(const struct tally__budget_snap *s, tally__lattice *l)
@@ -75,8 +77,9 @@ apply_config(struct tally__budget_snap *s, const tally_budget_config *cfg)
 }
 
 int
-tally__budget_validate(const tally_budget_config *cfg)
+tally__budget_validate(const void *config)
 {
+	const tally_budget_config *cfg = config;
 	int rc;
 
 	if (cfg->max_limit < 0)
@@ -89,9 +92,10 @@ tally__budget_validate(const tally_budget_config *cfg)
 }
 
 void
-tally__budget_init(struct tally__budget_snap *s, const tally_budget_config *cfg,
-		   int64_t now)
+tally__budget_init(void *snap, const void *config, int64_t now)
 {
+	struct tally__budget_snap *s = snap;
+	const tally_budget_config *cfg = config;
 	tally__lattice l;
 
 	memset(s, 0, sizeof *s);
@@ -102,10 +106,11 @@ tally__budget_init(struct tally__budget_snap *s, const tally_budget_config *cfg,
 }
 
 int
-tally__budget_step(const struct tally__budget_snap *old,
-		   struct tally__budget_snap *next, struct tally__args *a,
+tally__budget_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		   struct tally__rolls *rolls, bool *install)
 {
+	const struct tally__budget_snap *old = old_snap;
+	struct tally__budget_snap *next = next_snap;
 	tally__lattice l;
 	int64_t start, end, amount = a->amount[0];
 	bool rolled;
@@ -139,13 +144,7 @@ tally__budget_step(const struct tally__budget_snap *old,
 		rolled = roll_if_due(next, a, rolls);
 		if (a->need_exact)
 			return TALLY__NEED_CLOCK;
-#if defined(TALLY_MUTATE_WRAPPING_LIMIT)
-		/* Planted bug (tests/mutation): usage + amount wraps. */
-		if ((int64_t)((uint64_t)next->usage + (uint64_t)amount) >
-		    next->max_limit) {
-#else
 		if (amount > next->max_limit - next->usage) {
-#endif
 			/* Nothing taken, nothing changed: not even the roll. */
 			rolls->n = 0;
 			return TALLY_LIMITED;
@@ -155,10 +154,8 @@ tally__budget_step(const struct tally__budget_snap *old,
 		return TALLY_OK;
 
 	case TALLY__OP_RESET:
-#if !defined(TALLY_MUTATE_RESET_IGNORES_VERSION)
 		if (old->version != a->observed_version)
 			return TALLY_CONFLICT;
-#endif
 		lattice_of(next, &l);
 		tally__window(&l, a->now, &start, &end);
 		if (start < next->window_start) {
@@ -198,8 +195,12 @@ tally__budget_step(const struct tally__budget_snap *old,
 }
 
 void
-tally__budget_view(const struct tally__budget_snap *s, tally_budget_view *v)
+tally__budget_view(const void *snap, uint64_t incarnation, void *view)
 {
+	const struct tally__budget_snap *s = snap;
+	tally_budget_view *v = view;
+
+	v->config.size = sizeof v->config;
 	v->config.max_limit = s->max_limit;
 	v->config.period.count = s->period_count;
 	v->config.period.unit = s->period_unit;
@@ -210,104 +211,34 @@ tally__budget_view(const struct tally__budget_snap *s, tally_budget_view *v)
 	v->window_start = s->window_start;
 	v->window_end = s->window_end;
 	v->version = s->version;
+	v->incarnation = incarnation;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Public calls                                                             */
-/* ------------------------------------------------------------------------ */
-
-static inline void
-op_init(struct tally__op *op, tally_store *store, const char *key,
-	enum tally__op_code code, void *view)
+static bool
+budget_due(const void *snap, int64_t now)
 {
-	tally__op_init(op, store, key, TALLY_KIND_BUDGET, code, view);
+	const struct tally__budget_snap *s = snap;
+
+	return tally__window_due(now, s->window_end);
 }
 
-TALLY_API int
-tally_budget_upsert(tally_store *store, const char *key,
-		    const tally_budget_config *config, tally_budget_view *view)
-{
-	struct tally__op op;
-	int rc;
+_Static_assert(sizeof(struct tally__budget_snap) <= TALLY__SNAP_MAX,
+	       "TALLY__SNAP_MAX holds a budget snapshot");
+_Static_assert(sizeof(struct tally__budget_snap) == 64,
+	       "a budget snapshot is one cache line");
 
-	if (store == NULL || config == NULL)
-		return TALLY_EINVAL;
-	if ((rc = tally__budget_validate(config)) != TALLY_OK)
-		return rc;
-	op_init(&op, store, key, TALLY__OP_UPSERT, view);
-	op.args.config = config;
-	return tally__upsert(&op);
-}
-
-TALLY_API int
-tally_budget_get(tally_store *store, const char *key, tally_budget_view *view)
-{
-	struct tally__op op;
-
-	if (store == NULL || view == NULL)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_GET, view);
-	return tally__read(&op);
-}
-
-TALLY_API int
-tally_budget_bump(tally_store *store, const char *key, int64_t amount,
-		  tally_budget_view *view)
-{
-	struct tally__op op;
-
-	if (store == NULL || amount < 0)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_BUMP, view);
-	op.args.amount[0] = amount;
-	return tally__write(&op);
-}
-
-TALLY_API int
-tally_budget_check(tally_store *store, const char *key, tally_budget_view *view)
-{
-	struct tally__op op;
-
-	if (store == NULL)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_CHECK, view);
-	return tally__read(&op);
-}
-
-TALLY_API int
-tally_budget_try_consume(tally_store *store, const char *key, int64_t amount,
-			 tally_budget_view *view)
-{
-	struct tally__op op;
-
-	if (store == NULL || amount < 0)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_TRY, view);
-	op.args.amount[0] = amount;
-	return tally__write(&op);
-}
-
-TALLY_API int
-tally_budget_reset(tally_store *store, const char *key,
-		   uint64_t observed_version, tally_budget_view *view)
-{
-	struct tally__op op;
-
-	if (store == NULL)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_RESET, view);
-	op.args.observed_version = observed_version;
-	return tally__write(&op);
-}
-
-TALLY_API int
-tally_budget_remove(tally_store *store, const char *key,
-		    tally_budget_view *view)
-{
-	struct tally__op op;
-
-	if (store == NULL)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_GET, view);
-	return tally__remove(&op);
-}
+const struct tally__kind tally__kind_budget = {
+	.name = "budget",
+	.id = TALLY_KIND_BUDGET,
+	.snap_size = sizeof(struct tally__budget_snap),
+	.config_size = sizeof(tally_budget_config),
+	.config_v1 = sizeof(tally_budget_config),
+	.view_size = sizeof(tally_budget_view),
+	.view_v1 = sizeof(tally_budget_view),
+	.validate = tally__budget_validate,
+	.init = tally__budget_init,
+	.quick = tally__budget_quick,
+	.step = tally__budget_step,
+	.view = tally__budget_view,
+	.due = budget_due,
+};

@@ -46,12 +46,12 @@
 #include <stdalign.h>
 #include <string.h>
 
-#include "internal.h"
+#include "store.h"
 
 #define TALLY__BARRIER_SPINS 64
 
 _Static_assert(sizeof(struct tally__slab) <= TALLY__SLAB_HDR, "slab header");
-_Static_assert(TALLY__SLAB_HDR % _Alignof(union tally__any_snap) == 0,
+_Static_assert(TALLY__SLAB_HDR % _Alignof(uint64_t) == 0,
 	       "snapshots stay aligned inside slabs");
 
 #define batch_of(e) ((struct tally__batch *)(void *)(e))
@@ -68,18 +68,26 @@ static void
 free_object(tally_store *s, struct tally__thread *t,
 	    const struct tally__retired *it)
 {
-	enum tally__obj_type type =
-		(enum tally__obj_type)(it->size_and_type & 3u);
-	size_t size = it->size_and_type >> 2;
+	unsigned type =
+		(unsigned)(it->size_and_type & ((1u << TALLY__OBJ_BITS) - 1));
+	size_t size = it->size_and_type >> TALLY__OBJ_BITS;
 
-	if (type <= TALLY__OBJ_RL_SNAP) {
-		/* Snapshots live in slabs: back to a free list, or, at
-		 * destroy (t == NULL), freed with their slab. */
+	switch (type) {
+	case TALLY__OBJ_RECORD:
+		/* Cells live in the store's slabs: back to a free list, or,
+		 * at destroy (t == NULL), freed with their slab. */
 		if (t != NULL)
-			tally__snap_free(t, it->ptr, type);
+			tally__cell_free(s, it->ptr);
+		return;
+	case TALLY__OBJ_MAP:
+		tally__free(s, it->ptr, size);
+		return;
+	default:
+		/* Snapshots live in the threads' slabs, likewise. */
+		if (t != NULL)
+			tally__snap_free(t, it->ptr, type - TALLY__OBJ_SNAP);
 		return;
 	}
-	tally__free(s, it->ptr, size);
 }
 
 /* Frees every object of a batch whose grace period has passed. */
@@ -179,20 +187,10 @@ tally__reserve_slow(struct tally__thread *t, unsigned slots)
 
 void
 tally__retire_slow(struct tally__thread *t, void *ptr, size_t size,
-		   enum tally__obj_type type)
+		   unsigned type)
 {
 	struct tally__batch *b = t->batch;
 
-#if defined(TALLY_MUTATE_EARLY_FREE)
-	/* Planted bug (tests/mutation): free at once, no grace period. */
-	{
-		struct tally__retired it = {ptr, size << 2 | (size_t)type};
-
-		tally__tsan_acquire(&t->store->tsan_grace);
-		free_object(t->store, t, &it);
-		return;
-	}
-#endif
 	TALLY_ASSERT(b != NULL);
 	if (b->n == TALLY__BATCH_CAP) {
 		submit(t);
@@ -201,7 +199,7 @@ tally__retire_slow(struct tally__thread *t, void *ptr, size_t size,
 		TALLY_ASSERT(b != NULL && b->n == 0);
 	}
 	b->item[b->n].ptr = ptr;
-	b->item[b->n].size_and_type = size << 2 | (size_t)type;
+	b->item[b->n].size_and_type = size << TALLY__OBJ_BITS | type;
 	b->n++;
 	tally__stat_add(&t->st.retired, 1);
 	tally__stat_max(&t->st.peak_pending, pending_of(t));
@@ -282,38 +280,44 @@ tally__maintain_slow(struct tally__thread *t)
  * reused before any new block is cut. Blocks return to the allocator when
  * the store is destroyed: a store's snapshot memory is its high-water mark.
  */
-void *
-tally__snap_alloc_slow(struct tally__thread *t, enum tally__obj_type type)
+static size_t
+snap_stride(unsigned kind)
 {
-	size_t stride = tally__snap_stride(type);
+	return ((size_t)tally__kind_of(kind)->snap_size + TALLY__LINE - 1) &
+	       ~(size_t)(TALLY__LINE - 1);
+}
+
+static size_t
+slab_bytes(unsigned kind)
+{
+	return TALLY__SLAB_HDR + TALLY__SLAB_SLACK +
+	       TALLY__SLAB_OBJS * snap_stride(kind);
+}
+
+void *
+tally__snap_alloc_slow(struct tally__thread *t, unsigned kind)
+{
+	size_t stride = snap_stride(kind);
 	struct tally__slab *b;
 	char *p;
 
-	if (t->slab_left[type] == 0) {
-		b = tally__malloc(t->store, tally__slab_bytes(type));
+	if (t->slab_left[kind] == 0) {
+		b = tally__malloc(t->store, slab_bytes(kind));
 		if (b == NULL)
 			return NULL;
 		b->next = t->slabs;
-		b->type = type;
+		b->kind = kind;
 		t->slabs = b;
 		/* The first snapshot on the first line after the header. */
 		p = (char *)b + TALLY__SLAB_HDR;
 		p += (TALLY__LINE - (uintptr_t)p % TALLY__LINE) % TALLY__LINE;
-		t->slab_next[type] = p;
-		t->slab_left[type] = TALLY__SLAB_OBJS;
+		t->slab_next[kind] = p;
+		t->slab_left[kind] = TALLY__SLAB_OBJS;
 	}
-	p = t->slab_next[type];
-	t->slab_next[type] = p + stride;
-	t->slab_left[type]--;
+	p = t->slab_next[kind];
+	t->slab_next[kind] = p + stride;
+	t->slab_left[kind]--;
 	return p;
-}
-
-void
-tally__snap_free(struct tally__thread *t, void *p, enum tally__obj_type type)
-{
-	memcpy(p, &t->cache[type], sizeof(void *));
-	t->cache[type] = p;
-	t->cache_n[type]++;
 }
 
 static void
@@ -323,12 +327,11 @@ slabs_free(struct tally__thread *t)
 
 	for (; b != NULL; b = next) {
 		next = b->next;
-		tally__free(t->store, b,
-			    tally__slab_bytes((enum tally__obj_type)b->type));
+		tally__free(t->store, b, slab_bytes(b->kind));
 	}
 	t->slabs = NULL;
-	t->cache[0] = t->cache[1] = NULL;
-	t->cache_n[0] = t->cache_n[1] = 0;
+	memset(t->cache, 0, sizeof t->cache);
+	memset(t->cache_n, 0, sizeof t->cache_n);
 }
 
 int

@@ -8,7 +8,7 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "hash.h"
 
 #define TALLY__K0 0x9e3779b97f4a7c15ull
 #define TALLY__K1 0xc2b2ae3d27d4eb4full

@@ -4,14 +4,12 @@
  * share the anchor, the UTC offset and calendar alignment. A write changes
  * both counters in one CAS, so "both or neither" (try_consume) and "one
  * bump adds tokens and requests together" hold by construction. The window
- * invariant of budget.c holds per counter.
+ * invariant of budget.c holds per counter. Pure, like budget.c.
  */
 #include <string.h>
 
-#include "internal.h"
-
-static const unsigned counter_bit[2] = {TALLY_COUNTER_TOKENS,
-					TALLY_COUNTER_REQUESTS};
+#include "period.h"
+#include "ratelimit.h"
 
 static void
 lattice_of(const struct tally__rl_snap *s, const struct tally__counter *c,
@@ -33,7 +31,7 @@ note(struct tally__rolls *rolls, unsigned i, const struct tally__counter *c,
 	if (rolls == NULL)
 		return;
 	n = &rolls->note[rolls->n++];
-	n->counter = counter_bit[i];
+	n->counter = tally__rl_bit(i);
 	n->usage_before = c->usage;
 	n->old_window_start = c->window_start;
 	n->new_window_start = new_start;
@@ -61,7 +59,7 @@ roll_due(struct tally__rl_snap *s, struct tally__args *a,
 		c->usage = 0;
 		c->window_start = start;
 		c->window_end = end;
-		mask |= counter_bit[i];
+		mask |= tally__rl_bit(i);
 	}
 	return mask;
 }
@@ -95,8 +93,9 @@ validate_limit(const tally_limit *lim)
 }
 
 int
-tally__rl_validate(const tally_ratelimit_config *cfg)
+tally__rl_validate(const void *config)
 {
+	const tally_ratelimit_config *cfg = config;
 	int rc;
 
 	if (cfg->utc_offset_minutes < -TALLY_UTC_OFFSET_MAX ||
@@ -108,9 +107,10 @@ tally__rl_validate(const tally_ratelimit_config *cfg)
 }
 
 void
-tally__rl_init(struct tally__rl_snap *s, const tally_ratelimit_config *cfg,
-	       int64_t now)
+tally__rl_init(void *snap, const void *config, int64_t now)
 {
+	struct tally__rl_snap *s = snap;
+	const tally_ratelimit_config *cfg = config;
 	memset(s, 0, sizeof *s);
 	s->anchor = now;
 	apply_config(s, cfg);
@@ -131,7 +131,7 @@ blocked(const struct tally__rl_snap *s)
 
 	for (unsigned i = 0; i < 2; i++)
 		if (s->c[i].has_max && s->c[i].usage >= s->c[i].max)
-			mask |= counter_bit[i];
+			mask |= tally__rl_bit(i);
 	return mask;
 }
 
@@ -143,9 +143,11 @@ would_overflow(const struct tally__rl_snap *s, const int64_t amount[2])
 }
 
 int
-tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
-	       struct tally__args *a, struct tally__rolls *rolls, bool *install)
+tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
+	       struct tally__rolls *rolls, bool *install)
 {
+	const struct tally__rl_snap *old = old_snap;
+	struct tally__rl_snap *next = next_snap;
 	unsigned rolled, mask = 0;
 
 	*next = *old;
@@ -183,14 +185,8 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 		for (unsigned i = 0; i < 2; i++) {
 			const struct tally__counter *c = &next->c[i];
 
-#if defined(TALLY_MUTATE_WRAPPING_LIMIT)
-			if (c->has_max &&
-			    (int64_t)((uint64_t)c->usage +
-				      (uint64_t)a->amount[i]) > c->max)
-#else
 			if (c->has_max && a->amount[i] > c->max - c->usage)
-#endif
-				mask |= counter_bit[i];
+				mask |= tally__rl_bit(i);
 		}
 		if (mask != 0) {
 			rolls->n = 0;
@@ -208,16 +204,14 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 		return TALLY_OK;
 
 	case TALLY__OP_RESET:
-#if !defined(TALLY_MUTATE_RESET_IGNORES_VERSION)
 		if (old->version != a->observed_version)
 			return TALLY_CONFLICT;
-#endif
 		for (unsigned i = 0; i < 2; i++) {
 			struct tally__counter *c = &next->c[i];
 			tally__lattice l;
 			int64_t start, end;
 
-			if ((a->counters & counter_bit[i]) == 0)
+			if ((a->counters & tally__rl_bit(i)) == 0)
 				continue;
 			if ((a->counters & TALLY_RESET_DUE_ONLY) != 0 &&
 			    !tally__window_due(a->now, c->window_end))
@@ -232,7 +226,7 @@ tally__rl_step(const struct tally__rl_snap *old, struct tally__rl_snap *next,
 			c->usage = 0;
 			c->window_start = start;
 			c->window_end = end;
-			mask |= counter_bit[i];
+			mask |= tally__rl_bit(i);
 		}
 		a->out_mask = mask;
 		*install = mask != 0;
@@ -273,133 +267,45 @@ limit_view(const struct tally__counter *c, tally_limit *lim,
 }
 
 void
-tally__rl_view(const struct tally__rl_snap *s, tally_ratelimit_view *v)
+tally__rl_view(const void *snap, uint64_t incarnation, void *view)
 {
+	const struct tally__rl_snap *s = snap;
+	tally_ratelimit_view *v = view;
+
+	v->config.size = sizeof v->config;
 	limit_view(&s->c[0], &v->config.tokens, &v->tokens);
 	limit_view(&s->c[1], &v->config.requests, &v->requests);
 	v->config.anchor = s->anchor;
 	v->config.utc_offset_minutes = s->offset_min;
 	v->config.calendar_aligned = s->aligned != 0;
 	v->version = s->version;
+	v->incarnation = incarnation;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Public calls                                                             */
-/* ------------------------------------------------------------------------ */
-
-static inline void
-op_init(struct tally__op *op, tally_store *store, const char *key,
-	enum tally__op_code code, void *view)
+static bool
+rl_due(const void *snap, int64_t now)
 {
-	tally__op_init(op, store, key, TALLY_KIND_RATELIMIT, code, view);
+	const struct tally__rl_snap *s = snap;
+
+	return tally__window_due(now, s->c[0].window_end) ||
+	       tally__window_due(now, s->c[1].window_end);
 }
 
-TALLY_API int
-tally_ratelimit_upsert(tally_store *store, const char *key,
-		       const tally_ratelimit_config *config,
-		       tally_ratelimit_view *view)
-{
-	struct tally__op op;
-	int rc;
+_Static_assert(sizeof(struct tally__rl_snap) <= TALLY__SNAP_MAX,
+	       "TALLY__SNAP_MAX holds a rate-limit snapshot");
 
-	if (store == NULL || config == NULL)
-		return TALLY_EINVAL;
-	if ((rc = tally__rl_validate(config)) != TALLY_OK)
-		return rc;
-	op_init(&op, store, key, TALLY__OP_UPSERT, view);
-	op.args.config = config;
-	return tally__upsert(&op);
-}
-
-TALLY_API int
-tally_ratelimit_get(tally_store *store, const char *key,
-		    tally_ratelimit_view *view)
-{
-	struct tally__op op;
-
-	if (store == NULL || view == NULL)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_GET, view);
-	return tally__read(&op);
-}
-
-TALLY_API int
-tally_ratelimit_bump(tally_store *store, const char *key, int64_t tokens,
-		     int64_t requests, tally_ratelimit_view *view)
-{
-	struct tally__op op;
-
-	if (store == NULL || tokens < 0 || requests < 0)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_BUMP, view);
-	op.args.amount[0] = tokens;
-	op.args.amount[1] = requests;
-	return tally__write(&op);
-}
-
-TALLY_API int
-tally_ratelimit_check(tally_store *store, const char *key, unsigned *limited,
-		      tally_ratelimit_view *view)
-{
-	struct tally__op op;
-	int rc;
-
-	if (store == NULL)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_CHECK, view);
-	rc = tally__read(&op);
-	if (limited != NULL && rc >= 0)
-		*limited = op.args.out_mask;
-	return rc;
-}
-
-TALLY_API int
-tally_ratelimit_try_consume(tally_store *store, const char *key, int64_t tokens,
-			    int64_t requests, unsigned *limited,
-			    tally_ratelimit_view *view)
-{
-	struct tally__op op;
-	int rc;
-
-	if (store == NULL || tokens < 0 || requests < 0)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_TRY, view);
-	op.args.amount[0] = tokens;
-	op.args.amount[1] = requests;
-	rc = tally__write(&op);
-	if (limited != NULL && rc >= 0)
-		*limited = op.args.out_mask;
-	return rc;
-}
-
-TALLY_API int
-tally_ratelimit_reset(tally_store *store, const char *key,
-		      uint64_t observed_version, unsigned counters,
-		      unsigned *reset, tally_ratelimit_view *view)
-{
-	struct tally__op op;
-	int rc;
-
-	if (store == NULL || (counters & TALLY_COUNTER_BOTH) == 0 ||
-	    (counters & ~(TALLY_COUNTER_BOTH | TALLY_RESET_DUE_ONLY)) != 0)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_RESET, view);
-	op.args.observed_version = observed_version;
-	op.args.counters = counters;
-	rc = tally__write(&op);
-	if (reset != NULL && rc >= 0)
-		*reset = op.args.out_mask;
-	return rc;
-}
-
-TALLY_API int
-tally_ratelimit_remove(tally_store *store, const char *key,
-		       tally_ratelimit_view *view)
-{
-	struct tally__op op;
-
-	if (store == NULL)
-		return TALLY_EINVAL;
-	op_init(&op, store, key, TALLY__OP_GET, view);
-	return tally__remove(&op);
-}
+const struct tally__kind tally__kind_ratelimit = {
+	.name = "ratelimit",
+	.id = TALLY_KIND_RATELIMIT,
+	.snap_size = sizeof(struct tally__rl_snap),
+	.config_size = sizeof(tally_ratelimit_config),
+	.config_v1 = sizeof(tally_ratelimit_config),
+	.view_size = sizeof(tally_ratelimit_view),
+	.view_v1 = sizeof(tally_ratelimit_view),
+	.validate = tally__rl_validate,
+	.init = tally__rl_init,
+	.quick = tally__rl_quick,
+	.step = tally__rl_step,
+	.view = tally__rl_view,
+	.due = rl_due,
+};

@@ -1,18 +1,29 @@
 /*
- * The store: lifecycle, allocator, keys and the map of records.
+ * The store: lifecycle, allocator, clocks, record cells and the map.
  *
  * The map is a ck_hs in SPMC mode: lookups are lock-free and run inside an
- * epoch section; structural writes (insert, remove, grow) serialize on
- * write_lock. Records embed their key and a memoized hash, so the hash
- * callback (called only when the map is rebuilt) returns the stored value
- * and compare() checks the hash before the bytes.
+ * epoch section; structural writes (insert, remove, grow, rebuild)
+ * serialize on write_lock and run outside sections (the lock alone keeps
+ * every record they touch alive). Records embed their key and a memoized
+ * hash, so the hash callback (called only when the map is rebuilt) returns
+ * the stored value and compare() checks the hash before the bytes.
  *
  * ck_hs takes its memory through a struct ck_malloc whose callbacks receive
  * no context. All map writes happen under write_lock on the calling thread,
  * so the callbacks find their store through a thread-local pointer that is
  * set for exactly the duration of a map write (map_enter/map_leave). The old
- * map after a grow is freed with defer=true: readers may still be probing
- * it, so it is retired through the epoch like a snapshot.
+ * map after a grow or rebuild is freed with defer=true: readers may still
+ * be probing it, so it is retired through the epoch like a snapshot.
+ *
+ * Record cells. Records live in cells of slabs cut from the allocator, one
+ * size class per 16 bytes of record (a 36-byte key: a 64-byte cell on its
+ * own cache line). A removed record's cell is retired like a snapshot and,
+ * after its grace period, pushed onto its class's free list (a lock-free
+ * stack any reclaiming thread pushes onto; only the write_lock holder takes
+ * from it, all at once, so there is no ABA); creation reuses free cells
+ * first. Slabs are zeroed when cut, chained in the order they were cut and
+ * freed only at destroy: that chain is what the iterator (iter.c) walks.
+ * The memory of a store's records is its high-water mark, as for snapshots.
  *
  * Lookups find either a record or a probe in compare()'s second argument: a
  * probe (a key being looked up) starts with the address of probe_tag, a
@@ -26,10 +37,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "store.h"
 
 const char tally__probe_tag = 0;
-
 /* The store whose map the calling thread is writing (under write_lock). */
 static _Thread_local struct map_ctx {
 	tally_store *store;
@@ -106,9 +116,20 @@ map_free(void *ptr, size_t size, bool defer)
 		tally__free(s, p, size + MAP_HDR);
 		return;
 	}
-	/* A grow replaced this map: the newest allocation is the live map. */
+	/* A grow or rebuild replaced this map: the newest allocation is the
+	 * live map. */
 	s->hs_capacity = s->hs_last_cap;
-	tally__store_uint(&s->map_gen, s->map_gen + 1);
+	/*
+	 * ck_hs published the new map with a plain store. Retiring may submit
+	 * the batch at once, and submitting reads the global epoch; x86-64
+	 * lets that load pass the earlier store. Then a reader could begin a
+	 * section after the epoch was read and before the new map became
+	 * visible, find the old one, and still be inside it when a grace
+	 * period counted from the stale epoch ends. The full barrier orders
+	 * the publication before the epoch read, as the CAS or exchange that
+	 * unlinks every other retired object does (thread.h, tally__retire).
+	 */
+	tally__fence_full();
 	tally__retire(map_ctx.thread, p, size + MAP_HDR, TALLY__OBJ_MAP);
 }
 
@@ -142,16 +163,14 @@ hs_compare(const void *stored, const void *arg)
 	const struct tally__record *r = stored;
 	/* arg is a probe (first field: the tag) or a record being inserted
 	 * (first field: its snapshot pointer, an atomic). */
-	const void *first = tally__snap_load((void *const *)arg);
+	const void *first = tally__ptr_load((void *const *)arg);
 
 	/* Pairs with the release before ck_hs_put: r is fully built. */
 	tally__tsan_acquire(r);
 	if (first == &tally__probe_tag) {
 		const struct tally__probe *p = arg;
 
-		return r->hash == p->hash && r->kind == p->kind &&
-		       r->key_len == p->key_len &&
-		       tally__key_eq(r->key, p->key, p->key_len);
+		return r->hash == p->hash && tally__record_matches(r, p);
 	} else {
 		const struct tally__record *k = arg;
 
@@ -209,6 +228,92 @@ tally__map_remove(tally_store *s, struct tally__thread *t,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Record cells                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* About 4 KiB of cells per slab, and never fewer than 16. */
+#define CSLAB_TARGET 4096u
+#define CSLAB_MIN_CELLS 16u
+
+static struct tally__cslab *
+cslab_cut(tally_store *s, unsigned cls)
+{
+	uint32_t size = (uint32_t)tally__cell_size(cls);
+	uint32_t n = CSLAB_TARGET / size;
+	size_t bytes;
+	struct tally__cslab *b;
+	char *p;
+
+	if (n < CSLAB_MIN_CELLS)
+		n = CSLAB_MIN_CELLS;
+	bytes = sizeof *b + TALLY__LINE + (size_t)n * size;
+	if ((b = tally__malloc(s, bytes)) == NULL)
+		return NULL;
+	/* Every cell starts unused: snap NULL (iter.c skips it). */
+	memset(b, 0, bytes);
+	p = (char *)(b + 1);
+	p += (TALLY__LINE - (uintptr_t)p % TALLY__LINE) % TALLY__LINE;
+	b->cells = p;
+	b->cell_size = size;
+	b->ncells = n;
+	b->bytes = (uint32_t)bytes;
+	/* Iterators find it complete (zeroed cells, fields set). */
+	if (s->cslab_tail == NULL)
+		tally__ptr_store((void **)&s->cslabs, b);
+	else
+		tally__ptr_store((void **)&s->cslab_tail->next, b);
+	s->cslab_tail = b;
+	return b;
+}
+
+struct tally__record *
+tally__cell_alloc(tally_store *s, unsigned cls)
+{
+	struct tally__record *r = s->cell_spare[cls];
+	struct tally__cslab *b;
+
+	if (r == NULL)
+		/* Take every cell reclaimed since the last time. */
+		r = tally__ptr_fas((void **)&s->cell_free[cls], NULL);
+	if (r != NULL) {
+		s->cell_spare[cls] = r->free_next;
+		tally__unpoison(r, tally__cell_size(cls));
+		return r;
+	}
+	b = s->cslab_cur[cls];
+	if (b == NULL || b->carved == b->ncells) {
+		if ((b = cslab_cut(s, cls)) == NULL)
+			return NULL;
+		s->cslab_cur[cls] = b;
+	}
+	return (struct tally__record *)(void *)(b->cells +
+						(size_t)b->carved++ *
+							b->cell_size);
+}
+
+void
+tally__cell_free(tally_store *s, struct tally__record *r)
+{
+	struct tally__record **head =
+		&s->cell_free[tally__cell_class(r->key_len)];
+
+	/* Still the tombstone: iterators skip the cell. They read its
+	 * snapshot pointer and the free list its link; the rest is
+	 * poisoned until the cell is handed out again. */
+	TALLY_ASSERT(r->snap == &s->tombstone);
+	tally__poison((char *)r + offsetof(struct tally__record, incarnation),
+		      tally__cell_size(tally__cell_class(r->key_len)) -
+			      offsetof(struct tally__record, incarnation));
+	for (;;) {
+		struct tally__record *old = tally__ptr_load((void **)head);
+
+		r->free_next = old;
+		if (tally__ptr_cas((void **)head, old, r))
+			return;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -223,10 +328,11 @@ default_clock(void *ctx)
 }
 
 int64_t
-tally__coarse_now(void)
+tally__coarse_default(void *ctx)
 {
 	struct timespec ts;
 
+	(void)ctx;
 	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
@@ -241,7 +347,8 @@ coarse_clock_usable(void)
 	       res.tv_sec == 0 && res.tv_nsec <= 50000000;
 }
 
-/* The options struct as first released; later fields are optional. */
+/* The first released layouts; later fields are optional. */
+#define STATS_V1_SIZE (offsetof(tally_stats, peak_pending) + sizeof(uint64_t))
 #define OPTIONS_V1_SIZE                                                        \
 	(offsetof(tally_store_options, hash_seed) + sizeof(uint64_t))
 
@@ -291,8 +398,13 @@ tally_store_create(tally_store **out, const tally_store_options *options)
 	memset(s, 0, sizeof *s);
 	s->alloc = o.allocator;
 	s->clock = o.clock != NULL ? o.clock : default_clock;
-	s->coarse_clock = o.clock == NULL && coarse_clock_usable();
 	s->clock_ctx = o.clock_ctx;
+	if (o.coarse_clock != NULL) {
+		s->coarse = o.coarse_clock;
+		s->coarse_ctx = o.coarse_clock_ctx;
+	} else if (o.clock == NULL && coarse_clock_usable()) {
+		s->coarse = tally__coarse_default;
+	}
 	s->on_roll = o.on_roll;
 	s->on_roll_ctx = o.on_roll_ctx;
 	s->seed = o.hash_seed;
@@ -302,7 +414,8 @@ tally_store_create(tally_store **out, const tally_store_options *options)
 
 		s->seed = tally__hash(&now, sizeof now, (uint64_t)addr) | 1;
 	}
-	s->next_generation = 1;
+	s->next_incarnation = 1;
+	s->version_floor = 1;
 	s->hs_malloc.malloc = map_malloc;
 	s->hs_malloc.free = map_free;
 	s->hs_malloc.realloc = NULL;
@@ -355,23 +468,19 @@ fail_write_lock:
 TALLY_API void
 tally_store_destroy(tally_store *s)
 {
-	ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
-	void *obj;
+	struct tally__cslab *b, *next;
 
 	if (s == NULL)
 		return;
 	/* Threads that exit from now on do not touch the store. */
 	pthread_key_delete(s->tkey);
 	tally__tsan_acquire(&s->tsan_grace);
-	if (s->map_ready) {
-		while (ck_hs_next(&s->hs, &it, &obj)) {
-			struct tally__record *r = obj;
-
-			/* Its snapshot lives in a slab, freed below. */
-			tally__free(s, r, tally__record_size(r->key_len));
-		}
-	}
+	/* Snapshots live in the threads' slabs, records in these. */
 	tally__threads_destroy(s);
+	for (b = s->cslabs; b != NULL; b = next) {
+		next = b->next;
+		tally__free(s, b, b->bytes);
+	}
 	if (s->map_ready) {
 		map_enter(s, NULL);
 		ck_hs_destroy(&s->hs);
@@ -388,9 +497,10 @@ tally_store_stats(tally_store *s, tally_stats *out)
 	struct tally__thread *t;
 	uint64_t active = 0;
 
-	if (s == NULL || out == NULL)
+	if (s == NULL || out == NULL || out->size < STATS_V1_SIZE)
 		return TALLY_EINVAL;
-	memset(out, 0, sizeof *out);
+	memset((char *)out + sizeof out->size, 0,
+	       sizeof *out - sizeof out->size);
 	pthread_mutex_lock(&s->reg_lock);
 	for (t = s->all; t != NULL; t = t->all_next) {
 		uint64_t pend;
@@ -415,4 +525,14 @@ tally_store_stats(tally_store *s, tally_stats *out)
 	out->records = ck_hs_count(&s->hs);
 	pthread_mutex_unlock(&s->write_lock);
 	return TALLY_OK;
+}
+
+void
+tally__test_set_counters(tally_store *s, uint64_t version_floor,
+			 uint64_t next_incarnation)
+{
+	pthread_mutex_lock(&s->write_lock);
+	s->version_floor = version_floor;
+	s->next_incarnation = next_incarnation;
+	pthread_mutex_unlock(&s->write_lock);
 }

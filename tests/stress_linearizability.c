@@ -196,6 +196,7 @@ static void
 rate_config(tally_ratelimit_config *c, int idx)
 {
 	memset(c, 0, sizeof *c);
+	c->size = sizeof *c;
 	c->anchor = TALLY_ANCHOR_DEFAULT;
 	c->tokens.has_max = true;
 	c->tokens.max = idx == 0 ? 200 : 90;
@@ -248,8 +249,9 @@ call(struct worker *w, bool with_upserts)
 	op.inv = tick();
 	if (run->kind == TALLY_KIND_BUDGET) {
 		tally_budget_view *v = &op.view.b;
-		tally_budget_config c;
+		tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
 
+		v->size = sizeof *v;
 		switch (op.type) {
 		case OP_BUMP:
 			op.rc = tally_budget_bump(run->store, KEY, op.a0, v);
@@ -275,8 +277,9 @@ call(struct worker *w, bool with_upserts)
 		}
 	} else {
 		tally_ratelimit_view *v = &op.view.r;
-		tally_ratelimit_config c;
+		tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
 
+		v->size = sizeof *v;
 		switch (op.type) {
 		case OP_BUMP:
 			op.rc = tally_ratelimit_bump(run->store, KEY, op.a0,
@@ -383,15 +386,13 @@ model_create(struct model *m, unsigned kind, int64_t now)
 
 	model_init(m, now);
 	if (kind == TALLY_KIND_BUDGET) {
-		tally_budget_config c;
-
+		tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
 		budget_config(&c, 0);
-		rc = model_budget_upsert(m, KEY, &c, NULL);
+		rc = model_budget_upsert(m, KEY, MODEL_KEY_NUL, &c, NULL);
 	} else {
-		tally_ratelimit_config c;
-
+		tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
 		rate_config(&c, 0);
-		rc = model_ratelimit_upsert(m, KEY, &c, NULL);
+		rc = model_ratelimit_upsert(m, KEY, MODEL_KEY_NUL, &c, NULL);
 	}
 	if (rc != TALLY_CREATED)
 		abort();
@@ -455,58 +456,67 @@ model_apply(struct model *m, const struct hop *op)
 	}
 	if (op->kind == TALLY_KIND_BUDGET) {
 		tally_budget_view *v = &got.view.b;
-		tally_budget_config c;
+		tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
 
+		v->size = sizeof *v;
 		switch (op->type) {
 		case OP_BUMP:
-			got.rc = model_budget_bump(m, KEY, op->a0, v);
+			got.rc = model_budget_bump(m, KEY, MODEL_KEY_NUL,
+						   op->a0, v);
 			break;
 		case OP_TRY:
-			got.rc = model_budget_try_consume(m, KEY, op->a0, v);
+			got.rc = model_budget_try_consume(m, KEY, MODEL_KEY_NUL,
+							  op->a0, v);
 			break;
 		case OP_CHECK:
-			got.rc = model_budget_check(m, KEY, v);
+			got.rc = model_budget_check(m, KEY, MODEL_KEY_NUL, v);
 			break;
 		case OP_GET:
-			got.rc = model_budget_get(m, KEY, v);
+			got.rc = model_budget_get(m, KEY, MODEL_KEY_NUL, v);
 			break;
 		case OP_RESET:
-			got.rc = model_budget_reset(m, KEY, op->observed, v);
+			got.rc = model_budget_reset(m, KEY, MODEL_KEY_NUL,
+						    op->observed, v);
 			break;
 		default:
 			budget_config(&c, op->cfg);
-			got.rc = model_budget_upsert(m, KEY, &c, v);
+			got.rc = model_budget_upsert(m, KEY, MODEL_KEY_NUL, &c,
+						     v);
 			break;
 		}
 		return got.rc == op->rc &&
 		       (op->rc < 0 || budget_view_eq(v, &op->view.b));
 	} else {
 		tally_ratelimit_view *v = &got.view.r;
-		tally_ratelimit_config c;
+		tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
 
+		v->size = sizeof *v;
 		switch (op->type) {
 		case OP_BUMP:
-			got.rc =
-				model_ratelimit_bump(m, KEY, op->a0, op->a1, v);
+			got.rc = model_ratelimit_bump(m, KEY, MODEL_KEY_NUL,
+						      op->a0, op->a1, v);
 			break;
 		case OP_TRY:
 			got.rc = model_ratelimit_try_consume(
-				m, KEY, op->a0, op->a1, &got.mask, v);
+				m, KEY, MODEL_KEY_NUL, op->a0, op->a1,
+				&got.mask, v);
 			break;
 		case OP_CHECK:
-			got.rc = model_ratelimit_check(m, KEY, &got.mask, v);
+			got.rc = model_ratelimit_check(m, KEY, MODEL_KEY_NUL,
+						       &got.mask, v);
 			break;
 		case OP_GET:
-			got.rc = model_ratelimit_get(m, KEY, v);
+			got.rc = model_ratelimit_get(m, KEY, MODEL_KEY_NUL, v);
 			break;
 		case OP_RESET:
-			got.rc = model_ratelimit_reset(m, KEY, op->observed,
-						       op->counters, &got.mask,
-						       v);
+			got.rc = model_ratelimit_reset(
+				m, KEY, MODEL_KEY_NUL, op->observed,
+				op->counters, &got.mask, v);
 			break;
 		default:
 			rate_config(&c, op->cfg);
-			got.rc = model_ratelimit_upsert(m, KEY, &c, v);
+			got.rc = model_ratelimit_upsert(m, KEY, MODEL_KEY_NUL,
+							&c, v);
 			break;
 		}
 		if (op->type == OP_GET || op->type == OP_BUMP ||
@@ -982,16 +992,14 @@ run_history(unsigned kind, int threads, int ops, bool wgl)
 	o.on_roll_ctx = &run;
 	assert_int_equal(tally_store_create(&run.store, &o), TALLY_OK);
 	if (kind == TALLY_KIND_BUDGET) {
-		tally_budget_config c;
-		tally_budget_view v;
-
+		tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
+		tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 		budget_config(&c, 0);
 		rc = tally_budget_upsert(run.store, KEY, &c, &v);
 		v0 = v.version;
 	} else {
-		tally_ratelimit_config c;
-		tally_ratelimit_view v;
-
+		tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
+		tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 		rate_config(&c, 0);
 		rc = tally_ratelimit_upsert(run.store, KEY, &c, &v);
 		v0 = v.version;

@@ -116,6 +116,7 @@ static void
 rate_config(tally_ratelimit_config *c, int key)
 {
 	memset(c, 0, sizeof *c);
+	c->size = sizeof *c;
 	c->anchor = TALLY_ANCHOR_DEFAULT;
 	c->tokens.has_max = true;
 	c->tokens.max = 400;
@@ -138,8 +139,8 @@ budget_op(struct worker *w, int key)
 {
 	struct run *run = w->run;
 	char name[32];
-	tally_budget_view v;
-	tally_budget_config c;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+	tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
 	int64_t amount = (int64_t)(rnd(&w->rng) % 50);
 	unsigned what = (unsigned)(rnd(&w->rng) % 200);
 	int rc;
@@ -188,8 +189,8 @@ rate_op(struct worker *w, int key)
 {
 	struct run *run = w->run;
 	char name[32];
-	tally_ratelimit_view v;
-	tally_ratelimit_config c;
+	tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
+	tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
 	int64_t tokens = (int64_t)(rnd(&w->rng) % 40);
 	unsigned what = (unsigned)(rnd(&w->rng) % 200), mask = 0;
 	int rc;
@@ -307,9 +308,8 @@ run_config(int threads, int keys)
 	assert_int_equal(tally_store_create(&run.store, &o), TALLY_OK);
 	for (int k = 0; k < keys; k++) {
 		char name[32];
-		tally_budget_config bc;
-		tally_ratelimit_config rc;
-
+		tally_budget_config bc = TALLY_BUDGET_CONFIG_INIT;
+		tally_ratelimit_config rc = TALLY_RATELIMIT_CONFIG_INIT;
 		budget_config(&bc, k);
 		key_of(name, sizeof name, 0, k);
 		assert_int_equal(
@@ -350,8 +350,8 @@ run_config(int threads, int keys)
 	}
 	for (int k = 0; k < keys; k++) {
 		char name[32];
-		tally_budget_view bv;
-		tally_ratelimit_view rv;
+		tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
+		tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
 		int64_t found;
 
 		key_of(name, sizeof name, 0, k);
@@ -378,8 +378,7 @@ run_config(int threads, int keys)
 				 applied.v[1][k][1]);
 	}
 	{
-		tally_stats st;
-
+		tally_stats st = TALLY_STATS_INIT;
 		assert_int_equal(tally_store_stats(run.store, &st), TALLY_OK);
 		/* The run did roll windows, inline and by sweeps. */
 		assert_true(st.rolls > 10);

@@ -1,9 +1,12 @@
 /*
  * A thread that stops inside an operation must not stop the others.
  *
- * The stalled thread creates a record; the store's allocator, called for the
- * new record while the thread is inside its epoch section, blocks until the
- * test releases it. Meanwhile other threads keep bumping: they must all
+ * The stalled thread bumps a budget whose window ends within a second:
+ * its coarse clock reading cannot decide whether the window is due, so
+ * the library reads the precise clock inside the thread's epoch section
+ * (tally.h: the clocks may be read inside a section), and that clock
+ * blocks until the test releases it. (The allocator is never called inside
+ * a section any more.) Meanwhile other threads keep bumping: they must all
  * finish (no thread waits for the stalled one), and the store's pending
  * reclamation grows, since no grace period can pass. Once the stalled thread
  * is released and finishes, grace periods pass again and pending memory
@@ -21,32 +24,32 @@
 
 #include <cmocka.h>
 
-#include "internal.h"
+#include "thread.h" /* TALLY__PENDING_HIGH, TALLY__BATCH_CAP */
 #include "support.h"
 
 #define BUMPERS 2
 #define BUMPS 40000
 #define KEYS 8
 
-struct stall_alloc {
+struct stall_clock {
+	struct fake_clock fake;
 	struct test_alloc counting;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	pthread_t victim;
-	bool armed; /* the victim's next allocation of block_size blocks */
-	size_t block_size;
+	bool armed;    /* the victim's next precise clock read blocks */
 	bool stalled;  /* the victim is blocked inside the library */
 	bool released; /* let it go */
 };
 
-static void *
-stall_malloc(void *ctx, size_t size)
+/* The precise clock. */
+static int64_t
+stall_clock_read(void *ctx)
 {
-	struct stall_alloc *a = ctx;
+	struct stall_clock *a = ctx;
 
 	pthread_mutex_lock(&a->lock);
-	if (a->armed && pthread_equal(pthread_self(), a->victim) &&
-	    size == a->block_size) {
+	if (a->armed && pthread_equal(pthread_self(), a->victim)) {
 		a->armed = false;
 		a->stalled = true;
 		pthread_cond_broadcast(&a->cond);
@@ -54,20 +57,21 @@ stall_malloc(void *ctx, size_t size)
 			pthread_cond_wait(&a->cond, &a->lock);
 	}
 	pthread_mutex_unlock(&a->lock);
-	return test_alloc_malloc(&a->counting, size);
+	return fake_clock_read(&a->fake);
 }
 
-static void
-stall_free(void *ctx, void *p, size_t size)
+/* The coarse clock: the same time (no lag), never blocks. */
+static int64_t
+coarse_clock_read(void *ctx)
 {
-	struct stall_alloc *a = ctx;
+	struct stall_clock *a = ctx;
 
-	test_alloc_free(&a->counting, p, size);
+	return fake_clock_read(&a->fake);
 }
 
 struct shared {
 	tally_store *store;
-	struct stall_alloc *alloc;
+	struct stall_clock *alloc;
 	int check_rc;
 	int victim_rc;
 };
@@ -84,19 +88,15 @@ static void *
 victim_main(void *arg)
 {
 	struct shared *sh = arg;
-	tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
-	const char *key = "created-while-stalled";
-
-	c.max_limit = 10;
-	/* The record of a new key is allocated inside the epoch section
-	 * (engine.c, tally__upsert): block exactly that allocation. */
+	/* A first call registers the thread (outside any section). */
 	sh->check_rc = tally_budget_check(sh->store, "k0", NULL);
 	pthread_mutex_lock(&sh->alloc->lock);
 	sh->alloc->victim = pthread_self();
-	sh->alloc->block_size = tally__record_size(strlen(key));
 	sh->alloc->armed = true;
 	pthread_mutex_unlock(&sh->alloc->lock);
-	sh->victim_rc = tally_budget_upsert(sh->store, key, &c, NULL);
+	/* "edge" ends within the coarse margin: the precise clock is read
+	 * inside the section, and blocks. */
+	sh->victim_rc = tally_budget_bump(sh->store, "edge", 1, NULL);
 	return NULL;
 }
 
@@ -140,8 +140,7 @@ total_usage(tally_store *s)
 	char key[16];
 
 	for (int k = 0; k < KEYS; k++) {
-		tally_budget_view v;
-
+		tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 		snprintf(key, sizeof key, "k%d", k);
 		if (tally_budget_get(s, key, &v) != TALLY_OK)
 			return -1;
@@ -153,24 +152,30 @@ total_usage(tally_store *s)
 static void
 test_stalled_thread_does_not_block_others(void **state)
 {
-	struct stall_alloc a;
+	struct stall_clock a;
 	struct shared sh;
 	struct bumper b[BUMPERS];
-	struct fake_clock clock = {T(2026, 3, 1, 0, 0, 0)};
-	tally_store_options o = test_options(&clock, NULL);
+	tally_store_options o = TALLY_STORE_OPTIONS_INIT;
+	tally_budget_view ev = TALLY_BUDGET_VIEW_INIT;
 	tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
-	tally_stats before, during, after;
+	tally_stats before = TALLY_STATS_INIT;
+	tally_stats during = TALLY_STATS_INIT;
+	tally_stats after = TALLY_STATS_INIT;
 	pthread_t victim;
 	char key[16];
 	long ok = 0;
 
 	(void)state;
 	memset(&a, 0, sizeof a);
+	/* Half a second before the top of an hour. */
+	a.fake.now = T(2026, 3, 1, 0, 59, 59) + NS_PER_SEC / 2;
 	pthread_mutex_init(&a.lock, NULL);
 	pthread_cond_init(&a.cond, NULL);
-	o.allocator.malloc = stall_malloc;
-	o.allocator.free = stall_free;
-	o.allocator.ctx = &a;
+	o.clock = stall_clock_read;
+	o.clock_ctx = &a;
+	o.coarse_clock = coarse_clock_read;
+	o.coarse_clock_ctx = &a;
+	o.allocator = test_allocator(&a.counting);
 	memset(&sh, 0, sizeof sh);
 	sh.alloc = &a;
 	assert_int_equal(tally_store_create(&sh.store, &o), TALLY_OK);
@@ -181,6 +186,10 @@ test_stalled_thread_does_not_block_others(void **state)
 		assert_int_equal(tally_budget_upsert(sh.store, key, &c, NULL),
 				 TALLY_CREATED);
 	}
+	c.period = P("1h");
+	c.calendar_aligned = true;
+	assert_int_equal(tally_budget_upsert(sh.store, "edge", &c, NULL),
+			 TALLY_CREATED);
 	assert_int_equal(tally_store_stats(sh.store, &before), TALLY_OK);
 
 	/* Stall the victim inside its section. */
@@ -215,7 +224,9 @@ test_stalled_thread_does_not_block_others(void **state)
 	pthread_mutex_unlock(&a.lock);
 	pthread_join(victim, NULL);
 	assert_int_equal(sh.check_rc, TALLY_OK);
-	assert_int_equal(sh.victim_rc, TALLY_CREATED);
+	assert_int_equal(sh.victim_rc, TALLY_OK);
+	assert_int_equal(tally_budget_get(sh.store, "edge", &ev), TALLY_OK);
+	assert_int_equal(ev.usage, 1);
 
 	run_bumpers(&sh, b);
 	assert_int_equal(total_usage(sh.store), (int64_t)BUMPERS * BUMPS * 2);

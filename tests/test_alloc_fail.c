@@ -24,7 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "engine.h"
 #include "support.h"
 
 #define T0 T(2024, 1, 15, 12, 10, 30)
@@ -185,9 +185,9 @@ bcfg(int64_t max, const char *period)
 static tally_ratelimit_config
 rcfg(int64_t tmax, const char *tper, int64_t rmax, const char *rper)
 {
-	tally_ratelimit_config c;
-
+	tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
 	memset(&c, 0, sizeof c);
+	c.size = sizeof c;
 	c.tokens.has_max = true;
 	c.tokens.max = tmax;
 	c.tokens.period = P(tper);
@@ -401,13 +401,14 @@ run_first_upsert(bool rest, bool thread, bool ratelimit)
 	for (long n = 1;; n++) {
 		struct env e;
 		struct job j;
-		tally_budget_view bv;
-		tally_ratelimit_view rv;
-		tally_stats st;
-
+		tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
+		tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
+		tally_stats st = TALLY_STATS_INIT;
 		assert_true(n < MAX_N);
 		env_open(&e, 0);
 		memset(&j, 0, sizeof j);
+		j.bv.size = sizeof j.bv;
+		j.rv.size = sizeof j.rv;
 		j.e = &e;
 		j.op = ratelimit ? OP_R_CREATE : OP_B_CREATE;
 		arm(&e, n, rest);
@@ -507,7 +508,7 @@ static void
 run_growth(bool rest)
 {
 	tally_budget_config c = bcfg(1000, "1h");
-	tally_budget_view v;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	size_t map_failures = 0;
 	char key[32], other[32];
 
@@ -567,7 +568,8 @@ test_map_growth(void **state)
 /* ------------------------------------------------------------------------ */
 
 struct before {
-	tally_budget_view b, quiet;
+	tally_budget_view b;
+	tally_budget_view quiet;
 	tally_ratelimit_view r;
 };
 
@@ -591,6 +593,8 @@ world_setup(struct env *e, struct before *w)
 	assert_int_equal(tally_ratelimit_bump(e->s, "r", 30, 3, NULL),
 			 TALLY_OK);
 	fake_clock_set(&e->clock, T_DUE);
+	w->b.size = w->quiet.size = sizeof w->b;
+	w->r.size = sizeof w->r;
 	assert_int_equal(tally_budget_get(e->s, "b", &w->b), TALLY_OK);
 	assert_int_equal(tally_budget_get(e->s, "quiet", &w->quiet), TALLY_OK);
 	assert_int_equal(tally_ratelimit_get(e->s, "r", &w->r), TALLY_OK);
@@ -600,8 +604,7 @@ world_setup(struct env *e, struct before *w)
 static bool
 budget_rolled(struct env *e)
 {
-	tally_budget_view v;
-
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	assert_int_equal(tally_budget_get(e->s, "b", &v), TALLY_OK);
 	return v.window_start == T_DUE;
 }
@@ -609,8 +612,7 @@ budget_rolled(struct env *e)
 static bool
 ratelimit_rolled(struct env *e)
 {
-	tally_ratelimit_view v;
-
+	tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 	assert_int_equal(tally_ratelimit_get(e->s, "r", &v), TALLY_OK);
 	/* Both counters roll in the same CAS. */
 	assert_int_equal(v.tokens.window_start == T_DUE,
@@ -621,9 +623,8 @@ ratelimit_rolled(struct env *e)
 static void
 assert_unchanged(struct env *e, const struct before *w)
 {
-	tally_budget_view bv;
-	tally_ratelimit_view rv;
-
+	tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
+	tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
 	assert_int_equal(tally_budget_get(e->s, "b", &bv), TALLY_OK);
 	assert_bview_equal(&bv, &w->b);
 	assert_int_equal(tally_budget_get(e->s, "quiet", &bv), TALLY_OK);
@@ -637,9 +638,8 @@ assert_unchanged(struct env *e, const struct before *w)
 static void
 assert_success(struct env *e, const struct before *w, const struct job *j)
 {
-	tally_budget_view bv;
-	tally_ratelimit_view rv;
-
+	tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
+	tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
 	switch (j->op) {
 	case OP_B_BUMP:
 	case OP_B_TRY:
@@ -745,7 +745,7 @@ static void
 assert_partial_sweep(struct env *e, const struct before *w, const struct job *j)
 {
 	bool b = budget_rolled(e), r = ratelimit_rolled(e);
-	tally_budget_view bv;
+	tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
 	size_t rolled = 0;
 
 	assert_int_equal(j->rc, TALLY_ENOMEM);
@@ -794,6 +794,8 @@ run_thread_op(int op, bool rest)
 		env_open(&e, 0);
 		world_setup(&e, &w);
 		memset(&j, 0, sizeof j);
+		j.bv.size = sizeof j.bv;
+		j.rv.size = sizeof j.rv;
 		j.e = &e;
 		j.op = op;
 		j.version = op == OP_R_RESET ? w.r.version : w.b.version;
@@ -853,6 +855,8 @@ run_main_op(int op, bool rest)
 		env_open(&e, 0);
 		world_setup(&e, &w);
 		memset(&j, 0, sizeof j);
+		j.bv.size = sizeof j.bv;
+		j.rv.size = sizeof j.rv;
 		j.e = &e;
 		j.op = op;
 		j.version = op == OP_R_RESET ? w.r.version : w.b.version;
@@ -906,7 +910,8 @@ test_remove_keeps_small_map(void **state)
 {
 	struct env e;
 	tally_budget_config c = bcfg(100, "1h");
-	tally_stats st0, st1;
+	tally_stats st0 = TALLY_STATS_INIT;
+	tally_stats st1 = TALLY_STATS_INIT;
 	size_t maps = 0;
 
 	(void)state;
@@ -945,7 +950,7 @@ test_sustained_failures(void **state)
 {
 	struct env e;
 	tally_budget_config c = bcfg(INT64_MAX, "1m");
-	tally_budget_view v;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	struct tally__thread *t;
 	int64_t applied = 0;
 	long ok = 0, enomem = 0;

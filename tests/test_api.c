@@ -123,7 +123,7 @@ struct fx {
 	struct roll_log cb;    /* tally_sweep's callback */
 	tally_store *s;
 	size_t n_seen;
-	uint64_t seen[SEEN_CAP]; /* every version observed */
+	uint64_t seen[SEEN_CAP][2]; /* every (incarnation, version) seen */
 };
 
 static int
@@ -161,21 +161,24 @@ fx_teardown(void **state)
 
 #define FX_TEST(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
-/* A version never observed before; remembers it. */
+/* A snapshot never observed before: its (incarnation, version) pair is
+ * new (versions repeat only across records, never within one key's
+ * incarnations; see test_incarnations). Remembers it. */
 static void
-fresh_version(struct fx *f, uint64_t v)
+fresh_version(struct fx *f, uint64_t incarnation, uint64_t v)
 {
 	for (size_t i = 0; i < f->n_seen; i++)
-		assert_true(f->seen[i] != v);
+		assert_true(f->seen[i][0] != incarnation || f->seen[i][1] != v);
+	assert_true(incarnation != 0);
 	assert_true(f->n_seen < SEEN_CAP);
-	f->seen[f->n_seen++] = v;
+	f->seen[f->n_seen][0] = incarnation;
+	f->seen[f->n_seen++][1] = v;
 }
 
 static uint64_t
 writes_of(struct fx *f)
 {
-	tally_stats st;
-
+	tally_stats st = TALLY_STATS_INIT;
 	assert_int_equal(tally_store_stats(f->s, &st), TALLY_OK);
 	return st.writes;
 }
@@ -210,9 +213,9 @@ lim(bool has_max, int64_t max, const char *period)
 static tally_ratelimit_config
 rcfg(tally_limit tokens, tally_limit requests, bool aligned)
 {
-	tally_ratelimit_config c;
-
+	tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
 	memset(&c, 0, sizeof c);
+	c.size = sizeof c;
 	c.tokens = tokens;
 	c.requests = requests;
 	c.anchor = TALLY_ANCHOR_DEFAULT;
@@ -272,9 +275,9 @@ assert_rview_equal(const tally_ratelimit_view *a, const tally_ratelimit_view *b)
 static tally_budget_view
 bget(struct fx *f, const char *key)
 {
-	tally_budget_view v;
-
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	memset(&v, 0x5a, sizeof v);
+	v.size = sizeof v;
 	v.config.calendar_aligned = false;
 	assert_int_equal(tally_budget_get(f->s, key, &v), TALLY_OK);
 	return v;
@@ -283,9 +286,9 @@ bget(struct fx *f, const char *key)
 static tally_ratelimit_view
 rget(struct fx *f, const char *key)
 {
-	tally_ratelimit_view v;
-
+	tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 	memset(&v, 0x5a, sizeof v);
+	v.size = sizeof v;
 	v.config.calendar_aligned = false;
 	v.config.tokens.has_max = false;
 	v.config.requests.has_max = false;
@@ -297,8 +300,7 @@ rget(struct fx *f, const char *key)
 static void
 assert_budget_absent(struct fx *f, const char *key)
 {
-	tally_budget_view v;
-
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	assert_int_equal(tally_budget_get(f->s, key, &v), TALLY_ENOENT);
 	assert_int_equal(tally_budget_bump(f->s, key, 1, &v), TALLY_ENOENT);
 	assert_int_equal(tally_budget_bump(f->s, key, 0, NULL), TALLY_ENOENT);
@@ -308,8 +310,9 @@ assert_budget_absent(struct fx *f, const char *key)
 			 TALLY_ENOENT);
 	assert_int_equal(tally_budget_reset(f->s, key, 0, &v), TALLY_ENOENT);
 	for (size_t i = 0; i < f->n_seen; i++)
-		assert_int_equal(tally_budget_reset(f->s, key, f->seen[i], &v),
-				 TALLY_ENOENT);
+		assert_int_equal(
+			tally_budget_reset(f->s, key, f->seen[i][1], &v),
+			TALLY_ENOENT);
 	assert_int_equal(tally_budget_remove(f->s, key, &v), TALLY_ENOENT);
 	assert_int_equal(tally_budget_remove(f->s, key, NULL), TALLY_ENOENT);
 }
@@ -317,7 +320,7 @@ assert_budget_absent(struct fx *f, const char *key)
 static void
 assert_ratelimit_absent(struct fx *f, const char *key)
 {
-	tally_ratelimit_view v;
+	tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 	unsigned m = 0;
 
 	assert_int_equal(tally_ratelimit_get(f->s, key, &v), TALLY_ENOENT);
@@ -331,7 +334,7 @@ assert_ratelimit_absent(struct fx *f, const char *key)
 		tally_ratelimit_reset(f->s, key, 0, TALLY_COUNTER_BOTH, &m, &v),
 		TALLY_ENOENT);
 	for (size_t i = 0; i < f->n_seen; i++)
-		assert_int_equal(tally_ratelimit_reset(f->s, key, f->seen[i],
+		assert_int_equal(tally_ratelimit_reset(f->s, key, f->seen[i][1],
 						       TALLY_COUNTER_BOTH, &m,
 						       &v),
 				 TALLY_ENOENT);
@@ -349,7 +352,7 @@ test_lifecycle(void **state)
 	struct test_alloc alloc = {0};
 	tally_store_options o = test_options(&clock, &alloc);
 	tally_store *s = NULL, *s2 = NULL;
-	tally_budget_view v;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	struct {
 		tally_store_options o;
 		unsigned char pad[64];
@@ -390,11 +393,29 @@ test_lifecycle(void **state)
 	assert_int_equal(tally_store_create(&s, &o), TALLY_EINVAL);
 	o.size = 1;
 	assert_int_equal(tally_store_create(&s, &o), TALLY_EINVAL);
-	o.size = sizeof o - 1;
+	o.size = offsetof(tally_store_options, hash_seed) + sizeof o.hash_seed -
+		 1;
 	assert_int_equal(tally_store_create(&s, &o), TALLY_EINVAL);
 	o.size = offsetof(tally_store_options, hash_seed);
 	assert_int_equal(tally_store_create(&s, &o), TALLY_EINVAL);
 	assert_int_equal(alloc.calls, 0);
+
+	/* The first released layout (up to hash_seed) is fine: the fields
+	 * after it take their defaults, even if the caller's memory past its
+	 * size holds garbage. */
+	o.size = offsetof(tally_store_options, hash_seed) + sizeof o.hash_seed;
+	memset(&o.coarse_clock, 0xff, sizeof o.coarse_clock);
+	assert_int_equal(tally_store_create(&s, &o), TALLY_OK);
+	assert_int_equal(tally_budget_upsert(
+				 s, "k",
+				 &(tally_budget_config)TALLY_BUDGET_CONFIG_INIT,
+				 NULL),
+			 TALLY_CREATED);
+	assert_int_equal(tally_budget_bump(s, "k", 1, NULL), TALLY_OK);
+	tally_store_destroy(s);
+	o = test_options(&clock, &alloc);
+	assert_int_equal(alloc.live_blocks, 0);
+	alloc.calls = 0;
 
 	/* A larger struct from a newer caller is fine. */
 	memset(&big, 0, sizeof big);
@@ -525,10 +546,10 @@ test_upsert_created_then_ok(void **state)
 {
 	struct fx *f = *state;
 	tally_budget_config c = bcfg(100, "1h", true);
-	tally_budget_view v, w;
-
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+	tally_budget_view w = TALLY_BUDGET_VIEW_INIT;
 	assert_int_equal(tally_budget_upsert(f->s, "b", &c, &v), TALLY_CREATED);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(v.usage, 0);
 	assert_int_equal(v.config.max_limit, 100);
 	assert_int_equal(v.config.period.count, HOUR_);
@@ -542,14 +563,14 @@ test_upsert_created_then_ok(void **state)
 	assert_bview_equal(&w, &v);
 
 	assert_int_equal(tally_budget_bump(f->s, "b", 42, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 
 	/* Replace: OK, usage and window_start kept, anchor kept. */
 	fake_clock_advance(&f->clock, 10 * MIN_);
 	c = bcfg(500, "1d", true);
 	c.utc_offset_minutes = 60;
 	assert_int_equal(tally_budget_upsert(f->s, "b", &c, &w), TALLY_OK);
-	fresh_version(f, w.version);
+	fresh_version(f, w.incarnation, w.version);
 	assert_int_equal(w.usage, 42);
 	assert_int_equal(w.config.max_limit, 500);
 	assert_int_equal(w.config.period.count, 24 * HOUR_);
@@ -565,7 +586,7 @@ test_upsert_created_then_ok(void **state)
 	c.anchor = T(2024, 1, 1, 6, 0, 0);
 	assert_int_equal(tally_budget_upsert(f->s, "b", &c, NULL), TALLY_OK);
 	v = bget(f, "b");
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(v.config.anchor, T(2024, 1, 1, 6, 0, 0));
 	assert_int_equal(v.usage, 42);
 	assert_int_equal(v.window_start, T(2024, 1, 15, 12, 0, 0));
@@ -576,11 +597,11 @@ test_upsert_created_then_ok(void **state)
 	{
 		tally_ratelimit_config rc =
 			rcfg(lim(true, 10, "1m"), lim(false, 0, "1h"), true);
-		tally_ratelimit_view rv, rw;
-
+		tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
+		tally_ratelimit_view rw = TALLY_RATELIMIT_VIEW_INIT;
 		assert_int_equal(tally_ratelimit_upsert(f->s, "r", &rc, &rv),
 				 TALLY_CREATED);
-		fresh_version(f, rv.version);
+		fresh_version(f, rv.incarnation, rv.version);
 		assert_int_equal(rv.tokens.window_start,
 				 T(2024, 1, 15, 12, 20, 0));
 		assert_int_equal(rv.requests.window_start,
@@ -591,7 +612,7 @@ test_upsert_created_then_ok(void **state)
 		rc.requests = lim(true, 7, "1d");
 		assert_int_equal(tally_ratelimit_upsert(f->s, "r", &rc, &rw),
 				 TALLY_OK);
-		fresh_version(f, rw.version);
+		fresh_version(f, rw.incarnation, rw.version);
 		assert_int_equal(rw.tokens.usage, 3);
 		assert_int_equal(rw.requests.usage, 4);
 		assert_int_equal(rw.config.tokens.max, 20);
@@ -614,10 +635,9 @@ test_kinds_are_separate(void **state)
 	tally_budget_config c = bcfg(100, "1h", true);
 	tally_ratelimit_config rc =
 		rcfg(lim(true, 10, "1m"), lim(true, 10, "1h"), true);
-	tally_budget_view bv;
-	tally_ratelimit_view rv;
-	tally_stats st;
-
+	tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
+	tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
+	tally_stats st = TALLY_STATS_INIT;
 	assert_int_equal(tally_budget_upsert(f->s, "same", &c, NULL),
 			 TALLY_CREATED);
 	assert_int_equal(tally_ratelimit_upsert(f->s, "same", &rc, NULL),
@@ -659,14 +679,16 @@ test_budget_end_to_end(void **state)
 {
 	struct fx *f = *state;
 	tally_budget_config c = bcfg(100, "1h", true);
-	tally_budget_view v, w, last;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+	tally_budget_view w = TALLY_BUDGET_VIEW_INIT;
+	tally_budget_view last = TALLY_BUDGET_VIEW_INIT;
 	uint64_t writes;
 
 	assert_int_equal(tally_budget_upsert(f->s, "b", &c, &v), TALLY_CREATED);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 
 	assert_int_equal(tally_budget_bump(f->s, "b", 30, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(v.usage, 30);
 	assert_int_equal(v.window_start, T(2024, 1, 15, 12, 0, 0));
 	assert_int_equal(v.window_end, T(2024, 1, 15, 13, 0, 0));
@@ -681,7 +703,7 @@ test_budget_end_to_end(void **state)
 	assert_int_equal(writes_of(f), writes);
 
 	assert_int_equal(tally_budget_try_consume(f->s, "b", 70, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(v.usage, 100);
 
 	/* LIMITED: nothing taken, version unchanged. */
@@ -697,7 +719,7 @@ test_budget_end_to_end(void **state)
 
 	/* bump is never refused. */
 	assert_int_equal(tally_budget_bump(f->s, "b", 50, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(v.usage, 150);
 	/* A bump of 0 with nothing due writes nothing. */
 	writes = writes_of(f);
@@ -732,7 +754,7 @@ test_budget_end_to_end(void **state)
 
 	/* try_consume rolls inline. */
 	assert_int_equal(tally_budget_try_consume(f->s, "b", 10, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(v.usage, 10);
 	assert_int_equal(v.window_start, T(2024, 1, 15, 13, 0, 0));
 	assert_int_equal(f->rolls.n, 1);
@@ -743,8 +765,9 @@ test_budget_end_to_end(void **state)
 
 	/* Reset: stale versions conflict and change nothing. */
 	for (size_t i = 0; i + 1 < f->n_seen; i++) {
-		assert_int_equal(tally_budget_reset(f->s, "b", f->seen[i], &w),
-				 TALLY_CONFLICT);
+		assert_int_equal(
+			tally_budget_reset(f->s, "b", f->seen[i][1], &w),
+			TALLY_CONFLICT);
 		assert_bview_equal(&w, &v);
 	}
 	assert_int_equal(tally_budget_reset(f->s, "b", v.version + 1, NULL),
@@ -756,7 +779,7 @@ test_budget_end_to_end(void **state)
 	fake_clock_set(&f->clock, T(2024, 1, 15, 13, 40, 0));
 	assert_int_equal(tally_budget_reset(f->s, "b", v.version, &w),
 			 TALLY_OK);
-	fresh_version(f, w.version);
+	fresh_version(f, w.incarnation, w.version);
 	assert_int_equal(w.usage, 0);
 	assert_int_equal(w.window_start, T(2024, 1, 15, 13, 0, 0));
 	assert_int_equal(w.window_end, T(2024, 1, 15, 14, 0, 0));
@@ -773,7 +796,7 @@ test_budget_end_to_end(void **state)
 	/* A reset two hours later lands on the window of now. */
 	fake_clock_set(&f->clock, T(2024, 1, 15, 15, 30, 0));
 	assert_int_equal(tally_budget_bump(f->s, "b", 5, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(f->rolls.n, 3);
 	assert_roll(&f->rolls.r[2], "b", TALLY_KIND_BUDGET,
 		    TALLY_COUNTER_BUDGET, TALLY_ROLL_INLINE, 0,
@@ -781,19 +804,19 @@ test_budget_end_to_end(void **state)
 	fake_clock_set(&f->clock, T(2024, 1, 15, 17, 59, 59));
 	assert_int_equal(tally_budget_reset(f->s, "b", v.version, &w),
 			 TALLY_OK);
-	fresh_version(f, w.version);
+	fresh_version(f, w.incarnation, w.version);
 	assert_int_equal(w.window_start, T(2024, 1, 15, 17, 0, 0));
 	assert_int_equal(w.window_end, T(2024, 1, 15, 18, 0, 0));
 	assert_roll(&f->rolls.r[3], "b", TALLY_KIND_BUDGET,
 		    TALLY_COUNTER_BUDGET, TALLY_ROLL_RESET, 5,
 		    T(2024, 1, 15, 15, 0, 0), T(2024, 1, 15, 17, 0, 0));
 	assert_int_equal(tally_budget_bump(f->s, "b", 8, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 
 	/* The clock goes back: nothing rolls, nothing moves back. */
 	fake_clock_set(&f->clock, T(2024, 1, 15, 12, 0, 0));
 	assert_int_equal(tally_budget_bump(f->s, "b", 1, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(v.usage, 9);
 	assert_int_equal(v.window_start, T(2024, 1, 15, 17, 0, 0));
 	assert_int_equal(f->rolls.n, 4);
@@ -806,13 +829,13 @@ test_budget_end_to_end(void **state)
 
 	/* Re-create: usage 0 and a version never seen. */
 	assert_int_equal(tally_budget_upsert(f->s, "b", &c, &w), TALLY_CREATED);
-	fresh_version(f, w.version);
+	fresh_version(f, w.incarnation, w.version);
 	assert_int_equal(w.usage, 0);
 	assert_int_equal(w.config.anchor, T(2024, 1, 15, 12, 0, 0));
 	/* Stale versions of the old record do not reset the new one. */
 	for (size_t i = 0; i + 1 < f->n_seen; i++)
 		assert_int_equal(
-			tally_budget_reset(f->s, "b", f->seen[i], NULL),
+			tally_budget_reset(f->s, "b", f->seen[i][1], NULL),
 			TALLY_CONFLICT);
 	v = bget(f, "b");
 	assert_bview_equal(&v, &w);
@@ -823,8 +846,7 @@ test_budget_no_period(void **state)
 {
 	struct fx *f = *state;
 	tally_budget_config c = bcfg(1000, "none", false);
-	tally_budget_view v;
-
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	assert_int_equal(tally_budget_upsert(f->s, "prepaid", &c, &v),
 			 TALLY_CREATED);
 	assert_int_equal(v.window_start, T0);
@@ -858,13 +880,15 @@ test_ratelimit_end_to_end(void **state)
 	struct fx *f = *state;
 	tally_ratelimit_config c =
 		rcfg(lim(true, 100, "1m"), lim(true, 3, "1h"), true);
-	tally_ratelimit_view v, w, last;
+	tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
+	tally_ratelimit_view w = TALLY_RATELIMIT_VIEW_INIT;
+	tally_ratelimit_view last = TALLY_RATELIMIT_VIEW_INIT;
 	unsigned m;
 	uint64_t writes;
 
 	assert_int_equal(tally_ratelimit_upsert(f->s, "r", &c, &v),
 			 TALLY_CREATED);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(v.tokens.window_start, T(2024, 1, 15, 12, 10, 0));
 	assert_int_equal(v.tokens.window_end, T(2024, 1, 15, 12, 11, 0));
 	assert_int_equal(v.requests.window_start, T(2024, 1, 15, 12, 0, 0));
@@ -875,7 +899,7 @@ test_ratelimit_end_to_end(void **state)
 	assert_int_equal(v.config.requests.max, 3);
 
 	assert_int_equal(tally_ratelimit_bump(f->s, "r", 40, 1, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(v.tokens.usage, 40);
 	assert_int_equal(v.requests.usage, 1);
 
@@ -891,7 +915,7 @@ test_ratelimit_end_to_end(void **state)
 	m = 0xdead;
 	assert_int_equal(tally_ratelimit_try_consume(f->s, "r", 60, 1, &m, &v),
 			 TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(m, 0);
 	assert_int_equal(v.tokens.usage, 100);
 	assert_int_equal(v.requests.usage, 2);
@@ -924,7 +948,7 @@ test_ratelimit_end_to_end(void **state)
 	assert_rview_equal(&w, &v);
 
 	assert_int_equal(tally_ratelimit_bump(f->s, "r", 0, 1, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	m = 0;
 	assert_int_equal(tally_ratelimit_check(f->s, "r", &m, NULL),
 			 TALLY_LIMITED);
@@ -946,7 +970,7 @@ test_ratelimit_end_to_end(void **state)
 	m = 0xdead;
 	assert_int_equal(tally_ratelimit_try_consume(f->s, "r", 10, 0, &m, &v),
 			 TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(m, 0);
 	assert_int_equal(v.tokens.usage, 10);
 	assert_int_equal(v.requests.usage, 3);
@@ -970,7 +994,7 @@ test_ratelimit_end_to_end(void **state)
 	assert_int_equal(tally_ratelimit_reset(f->s, "r", v.version,
 					       TALLY_COUNTER_REQUESTS, &m, &v),
 			 TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(m, TALLY_COUNTER_REQUESTS);
 	assert_int_equal(v.requests.usage, 0);
 	assert_int_equal(v.tokens.usage, 10);
@@ -994,7 +1018,7 @@ test_ratelimit_end_to_end(void **state)
 
 	/* Due only at 12:12: tokens due, requests keep their usage. */
 	assert_int_equal(tally_ratelimit_bump(f->s, "r", 1, 2, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	fake_clock_set(&f->clock, T(2024, 1, 15, 12, 12, 30));
 	m = 0xdead;
 	assert_int_equal(
@@ -1002,7 +1026,7 @@ test_ratelimit_end_to_end(void **state)
 				      TALLY_COUNTER_BOTH | TALLY_RESET_DUE_ONLY,
 				      &m, &w),
 		TALLY_OK);
-	fresh_version(f, w.version);
+	fresh_version(f, w.incarnation, w.version);
 	assert_int_equal(m, TALLY_COUNTER_TOKENS);
 	assert_int_equal(w.tokens.usage, 0);
 	assert_int_equal(w.tokens.window_start, T(2024, 1, 15, 12, 12, 0));
@@ -1018,7 +1042,7 @@ test_ratelimit_end_to_end(void **state)
 	assert_int_equal(tally_ratelimit_reset(f->s, "r", v.version,
 					       TALLY_COUNTER_BOTH, &m, &v),
 			 TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(m, TALLY_COUNTER_BOTH);
 	assert_int_equal(f->rolls.n, 5);
 	assert_int_equal(v.tokens.usage, 0);
@@ -1027,7 +1051,7 @@ test_ratelimit_end_to_end(void **state)
 	assert_int_equal(tally_ratelimit_reset(f->s, "r", v.version,
 					       TALLY_COUNTER_TOKENS, NULL, &v),
 			 TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(v.tokens.usage, 0);
 	assert_int_equal(v.requests.usage, 1);
 	assert_int_equal(f->rolls.n, 6);
@@ -1038,7 +1062,7 @@ test_ratelimit_end_to_end(void **state)
 	/* 13:00: both counters roll inline, two events. */
 	fake_clock_set(&f->clock, T(2024, 1, 15, 13, 0, 5));
 	assert_int_equal(tally_ratelimit_bump(f->s, "r", 7, 1, &v), TALLY_OK);
-	fresh_version(f, v.version);
+	fresh_version(f, v.incarnation, v.version);
 	assert_int_equal(f->rolls.n, 8);
 	for (size_t i = 6; i < 8; i++) {
 		const struct roll_rec *r = &f->rolls.r[i];
@@ -1063,7 +1087,7 @@ test_ratelimit_end_to_end(void **state)
 	assert_ratelimit_absent(f, "r");
 	assert_int_equal(tally_ratelimit_upsert(f->s, "r", &c, &w),
 			 TALLY_CREATED);
-	fresh_version(f, w.version);
+	fresh_version(f, w.incarnation, w.version);
 	assert_int_equal(w.tokens.usage, 0);
 	assert_int_equal(w.requests.usage, 0);
 	assert_int_equal(f->rolls.n, 8);
@@ -1075,7 +1099,7 @@ test_ratelimit_unlimited_counter(void **state)
 	struct fx *f = *state;
 	tally_ratelimit_config c =
 		rcfg(lim(false, 0, "1m"), lim(true, 2, "1h"), true);
-	tally_ratelimit_view v;
+	tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 	unsigned m = 0xdead;
 
 	assert_int_equal(tally_ratelimit_upsert(f->s, "u", &c, &v),
@@ -1107,8 +1131,8 @@ test_sweep(void **state)
 	struct fx *f = *state;
 	tally_ratelimit_config rc =
 		rcfg(lim(true, 10, "1m"), lim(true, 10, "1d"), true);
-	tally_budget_view bv;
-	tally_ratelimit_view rv;
+	tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
+	tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
 	size_t rolled = 99;
 	struct {
 		const char *key;
@@ -1120,8 +1144,7 @@ test_sweep(void **state)
 		{"d1", "1d", 5},
 		{"none", "none", 9},
 	};
-	tally_budget_config c;
-
+	tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
 	for (size_t i = 0; i < 4; i++) {
 		c = bcfg(100, budgets[i].period, true);
 		assert_int_equal(
@@ -1234,7 +1257,8 @@ test_sweep_count_matches_callback(void **state)
 	tally_ratelimit_config rc =
 		rcfg(lim(true, 10, "1m"), lim(true, 10, "1h"), true);
 	tally_budget_config c = bcfg(100, "1h", true);
-	tally_stats before, after;
+	tally_stats before = TALLY_STATS_INIT;
+	tally_stats after = TALLY_STATS_INIT;
 	size_t rolled = 99;
 
 	assert_int_equal(tally_ratelimit_upsert(f->s, "both", &rc, NULL),
@@ -1259,7 +1283,7 @@ test_listener_hears_every_cause(void **state)
 {
 	struct fx *f = *state;
 	tally_budget_config c = bcfg(100, "1m", true);
-	tally_budget_view v;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	const char *key = "listener/key";
 
 	assert_int_equal(tally_budget_upsert(f->s, key, &c, &v), TALLY_CREATED);
@@ -1319,8 +1343,8 @@ test_conservation(void **state)
 		rcfg(lim(true, 500, "1m"), lim(true, 50, "5m"), true);
 	int64_t applied[3] = {0, 0, 0}, rolled_sum[3] = {0, 0, 0};
 	int64_t last_start[3];
-	tally_budget_view bv;
-	tally_ratelimit_view rv;
+	tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
+	tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
 	uint64_t x = 0x243f6a8885a308d3u;
 
 	assert_int_equal(tally_budget_upsert(f->s, "cb", &c, &bv),
@@ -1472,8 +1496,8 @@ test_listener_may_call_the_store(void **state)
 	tally_store_options o = test_options(&clock, &alloc);
 	struct roll_log *cb = calloc(1, sizeof *cb);
 	tally_budget_config c = bcfg(100, "1m", true);
-	tally_budget_view v;
-	tally_stats st;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+	tally_stats st = TALLY_STATS_INIT;
 	size_t rolled = 0;
 	int seen[40] = {0};
 	char key[32];
@@ -1558,9 +1582,8 @@ test_thread_records_recycled(void **state)
 {
 	struct fx *f = *state;
 	tally_budget_config c = bcfg(100, "1h", true);
-	tally_budget_view v;
-	tally_stats st;
-
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+	tally_stats st = TALLY_STATS_INIT;
 	assert_int_equal(tally_budget_upsert(f->s, "w", &c, NULL),
 			 TALLY_CREATED);
 	for (int i = 0; i < 5; i++) {
@@ -1592,8 +1615,8 @@ test_keys(void **state)
 	tally_ratelimit_config rc =
 		rcfg(lim(true, 10, "1m"), lim(true, 10, "1h"), true);
 	char k255[256], k256[257], all[256], buf[8];
-	tally_budget_view v;
-	tally_ratelimit_view rv;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+	tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
 	unsigned m;
 
 	memset(k255, 'k', 255);
@@ -1686,8 +1709,8 @@ test_many_keys(void **state)
 {
 	struct fx *f = *state;
 	tally_budget_config c = bcfg(100, "1h", true);
-	tally_budget_view v;
-	tally_stats st;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+	tally_stats st = TALLY_STATS_INIT;
 	char key[32];
 
 	for (int i = 0; i < 300; i++) {
@@ -1721,8 +1744,10 @@ test_many_keys(void **state)
 /* ------------------------------------------------------------------------ */
 
 struct world {
-	tally_budget_view b, ovf;
-	tally_ratelimit_view r, rovf;
+	tally_budget_view b;
+	tally_budget_view ovf;
+	tally_ratelimit_view r;
+	tally_ratelimit_view rovf;
 	size_t rolls;
 	uint64_t writes, records;
 };
@@ -1731,8 +1756,7 @@ static struct world
 world_of(struct fx *f)
 {
 	struct world w;
-	tally_stats st;
-
+	tally_stats st = TALLY_STATS_INIT;
 	w.b = bget(f, "b");
 	w.ovf = bget(f, "ovf");
 	w.r = rget(f, "r");
@@ -1799,7 +1823,7 @@ test_bad_input_budget(void **state)
 	const char *bad_keys[] = {NULL, "", k256};
 	const int bad_key_rc[] = {TALLY_EINVAL, TALLY_EKEY, TALLY_EKEY};
 	tally_budget_config good = bcfg(100, "1m", true), c;
-	tally_budget_view v;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	struct world w0;
 	uint64_t ver;
 
@@ -1940,8 +1964,8 @@ test_bad_input_ratelimit(void **state)
 	};
 	tally_ratelimit_config good =
 		rcfg(lim(true, 100, "1m"), lim(true, 10, "1h"), true);
-	tally_ratelimit_config c;
-	tally_ratelimit_view v;
+	tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
+	tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 	struct world w0;
 	uint64_t ver;
 	unsigned m;
@@ -2087,7 +2111,7 @@ static void
 test_bad_input_store(void **state)
 {
 	struct fx *f = *state;
-	tally_stats st;
+	tally_stats st = TALLY_STATS_INIT;
 	tally_period p = {7, 7};
 	char buf[16];
 	size_t rolled = 99;

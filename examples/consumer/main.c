@@ -25,7 +25,7 @@ main(void)
 {
 	tally_store *store = NULL;
 	tally_budget_config config = TALLY_BUDGET_CONFIG_INIT;
-	tally_budget_view view;
+	tally_budget_view view = TALLY_BUDGET_VIEW_INIT;
 	int rc;
 
 	if (tally_version() != TALLY_VERSION_HEX) {

@@ -6,10 +6,13 @@
  * between 1900 and 2200); then each operation is one opcode byte followed
  * by the bytes its arguments need (see do_op). Reading past the end yields
  * zeros, so every byte string is a valid program. The operations run on a
- * few keys, the same strings in both key spaces: "a", "b", a short key of
- * bytes 0x01, 0x7f, 0x80, 0xff, and a 255-byte key of every byte 0x01..0xff;
- * now and then a bad key (NULL, "", 256 bytes) or a NULL store, config, view
- * or mask. Configs cover max 0 and INT64_MAX, negative max, every period
+ * few keys, the same bytes in both key spaces: "a", "b", a short key of
+ * bytes 0x01, 0x7f, 0x80, 0xff, a 255-byte key of every byte 0x01..0xff,
+ * each through the NUL-terminated calls or the _n calls, and two keys with
+ * NUL bytes, "a\0b" and "\0" (_n calls only); now and then a bad key (NULL,
+ * "", 256 bytes, a length of 0, 256 or SIZE_MAX, NULL with a length) or a
+ * NULL store, config, view or mask, or a config or view whose size is too
+ * small. Configs cover max 0 and INT64_MAX, negative max, every period
  * unit (valid, invalid, huge), rolling and aligned lattices, offsets in and
  * out of range, default and explicit anchors; amounts cover 0, negative and
  * INT64_MAX; resets use the right version or a stale one with every mask;
@@ -19,7 +22,8 @@
  * Every call runs on one tally_store (fake clock, roll listener that logs
  * every event) and on the model. After each call the harness compares the
  * result codes, every field of the views (pre-filled with the same poison
- * on both sides, so a view written on error is caught), the limited/reset
+ * on both sides, so a view written on error is caught; incarnations
+ * included), the limited/reset
  * masks, the roll events (all fields; a sweep's in any order since the map
  * order is the hash's, and its callback must hear exactly what the listener
  * heard), then reads every key of both kinds with get on both sides and
@@ -28,10 +32,6 @@
  *
  * Deterministic: one store per input with a fixed hash seed, no real clock,
  * no threads.
- *
- * Build with -DFUZZ_OPS_AVOID_KNOWN=1 to steer around library bugs that are
- * known and still open (each kept in regressions/ops/), so that a long
- * campaign looks for new ones.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -44,10 +44,6 @@
 #include "tally.h"
 #include "fuzz.h"
 #include "model.h"
-
-#ifndef FUZZ_OPS_AVOID_KNOWN
-#define FUZZ_OPS_AVOID_KNOWN 0
-#endif
 
 #define NS_PER_SEC INT64_C(1000000000)
 #define NS_PER_HOUR (3600 * NS_PER_SEC)
@@ -127,6 +123,7 @@ struct event {
 	int64_t old_start;
 	int64_t new_start;
 	uint64_t version;
+	uint64_t incarnation;
 };
 
 struct evlog {
@@ -149,9 +146,14 @@ static struct {
 static char key_short[5] = {'\x01', '\x7f', '\x80', '\xff', '\0'};
 static char key_255[256];
 static char key_256[257];
-static const char *good_keys[4];
-static const char *const good_key_names[4] = {"a", "b", "\\x01\\x7f\\x80\\xff",
-					      "255 bytes 01..ff"};
+/* Keys 0..3 also go through the NUL-terminated calls; 4 and 5 hold NUL
+ * bytes and go through the _n calls only. */
+#define GOOD_KEYS 6
+#define TEXT_KEYS 4
+static const char *good_keys[GOOD_KEYS];
+static size_t good_key_len[GOOD_KEYS];
+static const char *const good_key_names[GOOD_KEYS] = {
+	"a", "b", "\\x01\\x7f\\x80\\xff", "255 bytes 01..ff", "a\\0b", "\\0"};
 
 static void
 keys_init(void)
@@ -165,6 +167,12 @@ keys_init(void)
 	good_keys[1] = "b";
 	good_keys[2] = key_short;
 	good_keys[3] = key_255;
+	good_keys[4] = "a\0b";
+	good_keys[5] = "\0";
+	for (int i = 0; i < TEXT_KEYS; i++)
+		good_key_len[i] = strlen(good_keys[i]);
+	good_key_len[4] = 3;
+	good_key_len[5] = 1;
 }
 
 static int64_t
@@ -173,6 +181,9 @@ clock_read(void *ctx)
 	(void)ctx;
 	return g.now;
 }
+
+static void fail(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
 
 static void
 log_event(struct evlog *lg, const tally_roll *roll)
@@ -195,10 +206,12 @@ log_event(struct evlog *lg, const tally_roll *roll)
 	e->old_start = roll->old_window_start;
 	e->new_start = roll->new_window_start;
 	e->version = roll->version;
+	e->incarnation = roll->incarnation;
+	if (roll->size != sizeof *roll)
+		fail("roll event of size %zu", roll->size);
+	if (roll->key != NULL && roll->key[roll->key_len] != '\0')
+		fail("roll event key not NUL-terminated");
 }
-
-static void fail(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2), noreturn));
 
 /*
  * The store's listener. It may call into the store (tally.h): it reads the
@@ -209,29 +222,32 @@ static void fail(const char *fmt, ...)
 static void
 on_roll(const tally_roll *roll, void *ctx)
 {
-	uint64_t version;
+	uint64_t version, incarnation;
 	int64_t start;
 	int rc;
 
 	log_event(ctx, roll);
 	g.lib_rolls_total++;
 	if (roll->kind == TALLY_KIND_BUDGET) {
-		tally_budget_view v;
+		tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 
-		rc = tally_budget_get(g.store, roll->key, &v);
+		rc = tally_budget_get_n(g.store, roll->key, roll->key_len, &v);
 		version = v.version;
+		incarnation = v.incarnation;
 		start = v.window_start;
 	} else {
-		tally_ratelimit_view v;
+		tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 
-		rc = tally_ratelimit_get(g.store, roll->key, &v);
+		rc = tally_ratelimit_get_n(g.store, roll->key, roll->key_len,
+					   &v);
 		version = v.version;
+		incarnation = v.incarnation;
 		start = roll->counter == TALLY_COUNTER_REQUESTS
 				? v.requests.window_start
 				: v.tokens.window_start;
 	}
 	if (rc != TALLY_OK || version != roll->version ||
-	    start != roll->new_window_start)
+	    incarnation != roll->incarnation || start != roll->new_window_start)
 		fail("get inside the roll listener: %s, version 0x%" PRIx64
 		     " (event 0x%" PRIx64 "), window_start %" PRId64
 		     " (event %" PRId64 ")",
@@ -334,6 +350,9 @@ cmp_bview(const char *what, const tally_budget_view *a,
 	cmp_i64(what, "window_start", a->window_start, b->window_start);
 	cmp_i64(what, "window_end", a->window_end, b->window_end);
 	cmp_u64(what, "version", a->version, b->version);
+	cmp_u64(what, "incarnation", a->incarnation, b->incarnation);
+	cmp_u64(what, "size", a->size, b->size);
+	cmp_u64(what, "config.size", a->config.size, b->config.size);
 }
 
 static void
@@ -380,6 +399,9 @@ cmp_rview(const char *what, const tally_ratelimit_view *a,
 	cmp_counter(what, "tokens", &a->tokens, &b->tokens);
 	cmp_counter(what, "requests", &a->requests, &b->requests);
 	cmp_u64(what, "version", a->version, b->version);
+	cmp_u64(what, "incarnation", a->incarnation, b->incarnation);
+	cmp_u64(what, "size", a->size, b->size);
+	cmp_u64(what, "config.size", a->config.size, b->config.size);
 }
 
 /* The same recognisable garbage on both sides before each call. */
@@ -397,6 +419,9 @@ poison_bview(tally_budget_view *v)
 	v->window_start = 55555;
 	v->window_end = -55555;
 	v->version = UINT64_C(0xa5a5a5a5a5a5a5a5);
+	v->incarnation = UINT64_C(0x5aa55aa55aa55aa5);
+	v->config.size = 5;
+	v->size = sizeof *v;
 }
 
 static void
@@ -421,6 +446,9 @@ poison_rview(tally_ratelimit_view *v)
 	v->config.utc_offset_minutes = -7777;
 	v->config.calendar_aligned = true;
 	v->version = UINT64_C(0x5a5a5a5a5a5a5a5a);
+	v->incarnation = UINT64_C(0xa55aa55aa55aa55a);
+	v->config.size = 7;
+	v->size = sizeof *v;
 }
 
 #define MASK_POISON 0xdeadu
@@ -463,6 +491,7 @@ events_of_model(struct evlog *out)
 		e->old_start = r->old_window_start;
 		e->new_start = r->new_window_start;
 		e->version = r->version;
+		e->incarnation = r->incarnation;
 	}
 }
 
@@ -490,6 +519,8 @@ cmp_event(const char *what, size_t i, const struct event *a,
 	cmp_i64(what, f, a->new_start, b->new_start);
 	snprintf(f, sizeof f, "roll[%zu].version", i);
 	cmp_u64(what, f, a->version, b->version);
+	snprintf(f, sizeof f, "roll[%zu].incarnation", i);
+	cmp_u64(what, f, a->incarnation, b->incarnation);
 }
 
 /* Compares the rolls of the last call; a sweep's in any order. */
@@ -517,25 +548,52 @@ cmp_rolls(const char *what, bool any_order)
 /* Argument pickers                                                         */
 /* ------------------------------------------------------------------------ */
 
+/* A key and its length: MODEL_KEY_NUL for the NUL-terminated calls. */
 static const char *
-pick_key(struct input *in, char *name, size_t size)
+pick_key(struct input *in, char *name, size_t size, size_t *len)
 {
 	uint8_t b = in_u8(in);
 
-	if (b < 0xf0) {
-		snprintf(name, size, "\"%s\"", good_key_names[b % 4]);
-		return good_keys[b % 4];
+	if (b < 0xe0) {
+		unsigned k = b % GOOD_KEYS;
+
+		*len = k < TEXT_KEYS && (b & 0x40) == 0 ? MODEL_KEY_NUL
+							: good_key_len[k];
+		snprintf(name, size, "\"%s\"%s", good_key_names[k],
+			 *len == MODEL_KEY_NUL ? "" : " (_n)");
+		return good_keys[k];
 	}
-	switch (b % 3) {
+	*len = MODEL_KEY_NUL;
+	switch (b % 8) {
 	case 0:
 		snprintf(name, size, "NULL");
 		return NULL;
 	case 1:
 		snprintf(name, size, "\"\"");
 		return "";
-	default:
+	case 2:
 		snprintf(name, size, "256 bytes");
 		return key_256;
+	case 3:
+		*len = 0;
+		snprintf(name, size, "\"a\" length 0");
+		return "a";
+	case 4:
+		*len = 256;
+		snprintf(name, size, "256 bytes (_n)");
+		return key_256;
+	case 5:
+		*len = 1;
+		snprintf(name, size, "NULL length 1");
+		return NULL;
+	case 6:
+		*len = SIZE_MAX;
+		snprintf(name, size, "256 bytes length SIZE_MAX");
+		return key_256;
+	default:
+		*len = 0;
+		snprintf(name, size, "NULL length 0");
+		return NULL;
 	}
 }
 
@@ -773,9 +831,9 @@ pick_limit(struct input *in)
 static tally_ratelimit_config
 pick_rl_config(struct input *in)
 {
-	tally_ratelimit_config c;
-
+	tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
 	memset(&c, 0, sizeof c);
+	c.size = sizeof c;
 	c.tokens = pick_limit(in);
 	c.requests = pick_limit(in);
 	c.anchor = pick_anchor(in);
@@ -786,9 +844,9 @@ pick_rl_config(struct input *in)
 
 /* The version to observe: the record's, or a stale or made-up one. */
 static uint64_t
-pick_version(struct input *in, tally_kind kind, const char *key)
+pick_version(struct input *in, tally_kind kind, const char *key, size_t len)
 {
-	const struct model_record *r = model_find(&g.model, kind, key);
+	const struct model_record *r = model_find(&g.model, kind, key, len);
 	uint64_t v = r != NULL ? r->version : 0;
 	uint8_t b = in_u8(in);
 
@@ -800,7 +858,9 @@ pick_version(struct input *in, tally_kind kind, const char *key)
 	case 2:
 		return in_u64(in);
 	case 3:
-		return v ^ (UINT64_C(1) << 32); /* another incarnation */
+		/* The last version of some removed record: a key's earlier
+		 * incarnation's, perhaps. */
+		return g.model.version_floor - 1;
 	default:
 		return v;
 	}
@@ -857,23 +917,22 @@ static bool
 pick_boundary(struct input *in, int64_t *out)
 {
 	uint8_t b = in_u8(in);
-	const char *key = good_keys[b % 4];
+	const char *key = good_keys[b % GOOD_KEYS];
+	size_t len = good_key_len[b % GOOD_KEYS];
 	bool end = (b & 0x10) == 0;
 	int64_t t;
 
 	if (b & 0x20) {
-		tally_ratelimit_view v;
-
-		if (model_ratelimit_get(&g.model, key, &v) != TALLY_OK)
+		tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
+		if (model_ratelimit_get(&g.model, key, len, &v) != TALLY_OK)
 			return false;
 		t = (b & 0x40) ? (end ? v.requests.window_end
 				      : v.requests.window_start)
 			       : (end ? v.tokens.window_end
 				      : v.tokens.window_start);
 	} else {
-		tally_budget_view v;
-
-		if (model_budget_get(&g.model, key, &v) != TALLY_OK)
+		tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+		if (model_budget_get(&g.model, key, len, &v) != TALLY_OK)
 			return false;
 		t = end ? v.window_end : v.window_start;
 	}
@@ -926,19 +985,8 @@ op_clock(struct input *in)
 	default:
 		if (in_u8(in) % 8 == 0) {
 			/* The int64 extremes, outside the usual range. */
-#if FUZZ_OPS_AVOID_KNOWN
-			/* Library bugs, open: when the clock reads INT64_MAX
-			 * a period-less budget rolls (regressions/ops/
-			 * lib-none-budget-*) and a DUE_ONLY reset resets
-			 * counters that are not due (lib-ratelimit-due-*).
-			 * Steered around in long campaigns. */
-			static const int64_t v[] = {INT64_MIN, INT64_MIN + 1,
-						    INT64_MAX - 1,
-						    INT64_MAX - 2};
-#else
 			static const int64_t v[] = {INT64_MIN, INT64_MIN + 1,
 						    INT64_MAX, INT64_MAX - 1};
-#endif
 
 			set_now(v[in_u8(in) % 4]);
 			trace("clock := %" PRId64 " (extreme)", g.now);
@@ -955,14 +1003,22 @@ op_clock(struct input *in)
 /* Operations                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* The library call of a key: its NUL-terminated form, or its _n form. */
+#define KCALL(fn, ...)                                                         \
+	(klen == MODEL_KEY_NUL                                                 \
+		 ? tally_##fn(store, key, __VA_ARGS__)                         \
+		 : tally_##fn##_n(store, key, klen, __VA_ARGS__))
+
 static void
 op_budget(struct input *in, unsigned op)
 {
 	char kn[32], what[320];
-	const char *key = pick_key(in, kn, sizeof kn);
+	size_t klen;
+	const char *key = pick_key(in, kn, sizeof kn, &klen);
 	uint8_t flags = in_u8(in);
-	bool noview = (flags & 7) == 0;
-	tally_budget_view lv, mv;
+	bool noview = (flags & 7) == 0, smallview = (flags & 7) == 1;
+	tally_budget_view lv = TALLY_BUDGET_VIEW_INIT;
+	tally_budget_view mv = TALLY_BUDGET_VIEW_INIT;
 	tally_budget_view *lvp = noview ? NULL : &lv,
 			  *mvp = noview ? NULL : &mv;
 	tally_store *store = (flags & 0xf8) == 0xf8 ? NULL : g.store;
@@ -971,27 +1027,36 @@ op_budget(struct input *in, unsigned op)
 
 	poison_bview(&lv);
 	poison_bview(&mv);
+	if (smallview)
+		lv.size = mv.size = sizeof lv - 1;
 	switch (op) {
 	case 0: {
 		tally_budget_config c = pick_budget_config(in);
-		bool nocfg = in_u8(in) == 0xff;
+		uint8_t cb = in_u8(in);
+		bool nocfg = cb == 0xff;
+
+		if (cb == 0xfe)
+			c.size = sizeof c - 1;
 
 		snprintf(what, sizeof what,
 			 "budget_upsert(%s, max %" PRId64 ", period %" PRId64
 			 "/%d, anchor %" PRId64 ", off %d, aligned %d%s)",
 			 kn, c.max_limit, c.period.count, (int)c.period.unit,
 			 c.anchor, (int)c.utc_offset_minutes,
-			 (int)c.calendar_aligned, nocfg ? ", NULL config" : "");
+			 (int)c.calendar_aligned,
+			 nocfg        ? ", NULL config"
+			 : cb == 0xfe ? ", small"
+				      : "");
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_budget_upsert(store, key, nocfg ? NULL : &c, lvp);
-		mrc = model_budget_upsert(m, key, nocfg ? NULL : &c, mvp);
+		lrc = KCALL(budget_upsert, nocfg ? NULL : &c, lvp);
+		mrc = model_budget_upsert(m, key, klen, nocfg ? NULL : &c, mvp);
 		break;
 	}
 	case 1:
 		snprintf(what, sizeof what, "budget_get(%s)", kn);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_budget_get(store, key, lvp);
-		mrc = model_budget_get(m, key, mvp);
+		lrc = KCALL(budget_get, lvp);
+		mrc = model_budget_get(m, key, klen, mvp);
 		break;
 	case 2: {
 		int64_t a = pick_amount(in);
@@ -999,15 +1064,15 @@ op_budget(struct input *in, unsigned op)
 		snprintf(what, sizeof what, "budget_bump(%s, %" PRId64 ")", kn,
 			 a);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_budget_bump(store, key, a, lvp);
-		mrc = model_budget_bump(m, key, a, mvp);
+		lrc = KCALL(budget_bump, a, lvp);
+		mrc = model_budget_bump(m, key, klen, a, mvp);
 		break;
 	}
 	case 3:
 		snprintf(what, sizeof what, "budget_check(%s)", kn);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_budget_check(store, key, lvp);
-		mrc = model_budget_check(m, key, mvp);
+		lrc = KCALL(budget_check, lvp);
+		mrc = model_budget_check(m, key, klen, mvp);
 		break;
 	case 4: {
 		int64_t a = pick_amount(in);
@@ -1015,25 +1080,25 @@ op_budget(struct input *in, unsigned op)
 		snprintf(what, sizeof what,
 			 "budget_try_consume(%s, %" PRId64 ")", kn, a);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_budget_try_consume(store, key, a, lvp);
-		mrc = model_budget_try_consume(m, key, a, mvp);
+		lrc = KCALL(budget_try_consume, a, lvp);
+		mrc = model_budget_try_consume(m, key, klen, a, mvp);
 		break;
 	}
 	case 5: {
-		uint64_t v = pick_version(in, TALLY_KIND_BUDGET, key);
+		uint64_t v = pick_version(in, TALLY_KIND_BUDGET, key, klen);
 
 		snprintf(what, sizeof what,
 			 "budget_reset(%s, version 0x%" PRIx64 ")", kn, v);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_budget_reset(store, key, v, lvp);
-		mrc = model_budget_reset(m, key, v, mvp);
+		lrc = KCALL(budget_reset, v, lvp);
+		mrc = model_budget_reset(m, key, klen, v, mvp);
 		break;
 	}
 	default:
 		snprintf(what, sizeof what, "budget_remove(%s)", kn);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_budget_remove(store, key, lvp);
-		mrc = model_budget_remove(m, key, mvp);
+		lrc = KCALL(budget_remove, lvp);
+		mrc = model_budget_remove(m, key, klen, mvp);
 		break;
 	}
 	if (g.verbose)
@@ -1047,10 +1112,13 @@ static void
 op_ratelimit(struct input *in, unsigned op)
 {
 	char kn[32], what[400];
-	const char *key = pick_key(in, kn, sizeof kn);
+	size_t klen;
+	const char *key = pick_key(in, kn, sizeof kn, &klen);
 	uint8_t flags = in_u8(in);
 	bool noview = (flags & 7) == 0, nomask = (flags & 0x18) == 0;
-	tally_ratelimit_view lv, mv;
+	bool smallview = (flags & 7) == 1;
+	tally_ratelimit_view lv = TALLY_RATELIMIT_VIEW_INIT;
+	tally_ratelimit_view mv = TALLY_RATELIMIT_VIEW_INIT;
 	tally_ratelimit_view *lvp = noview ? NULL : &lv,
 			     *mvp = noview ? NULL : &mv;
 	unsigned lmask = MASK_POISON, mmask = MASK_POISON;
@@ -1062,10 +1130,16 @@ op_ratelimit(struct input *in, unsigned op)
 
 	poison_rview(&lv);
 	poison_rview(&mv);
+	if (smallview)
+		lv.size = mv.size = sizeof lv - 1;
 	switch (op) {
 	case 0: {
 		tally_ratelimit_config c = pick_rl_config(in);
-		bool nocfg = in_u8(in) == 0xff;
+		uint8_t cb = in_u8(in);
+		bool nocfg = cb == 0xff;
+
+		if (cb == 0xfe)
+			c.size = sizeof c - 1;
 
 		snprintf(what, sizeof what,
 			 "ratelimit_upsert(%s, tokens %d/%" PRId64
@@ -1077,18 +1151,21 @@ op_ratelimit(struct input *in, unsigned op)
 			 (int)c.requests.has_max, c.requests.max,
 			 c.requests.period.count, (int)c.requests.period.unit,
 			 c.anchor, (int)c.utc_offset_minutes,
-			 (int)c.calendar_aligned, nocfg ? ", NULL config" : "");
+			 (int)c.calendar_aligned,
+			 nocfg        ? ", NULL config"
+			 : cb == 0xfe ? ", small"
+				      : "");
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_ratelimit_upsert(store, key, nocfg ? NULL : &c,
-					     lvp);
-		mrc = model_ratelimit_upsert(m, key, nocfg ? NULL : &c, mvp);
+		lrc = KCALL(ratelimit_upsert, nocfg ? NULL : &c, lvp);
+		mrc = model_ratelimit_upsert(m, key, klen, nocfg ? NULL : &c,
+					     mvp);
 		break;
 	}
 	case 1:
 		snprintf(what, sizeof what, "ratelimit_get(%s)", kn);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_ratelimit_get(store, key, lvp);
-		mrc = model_ratelimit_get(m, key, mvp);
+		lrc = KCALL(ratelimit_get, lvp);
+		mrc = model_ratelimit_get(m, key, klen, mvp);
 		break;
 	case 2: {
 		int64_t t = pick_amount(in), r = pick_amount(in);
@@ -1097,15 +1174,15 @@ op_ratelimit(struct input *in, unsigned op)
 			 "ratelimit_bump(%s, %" PRId64 ", %" PRId64 ")", kn, t,
 			 r);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_ratelimit_bump(store, key, t, r, lvp);
-		mrc = model_ratelimit_bump(m, key, t, r, mvp);
+		lrc = KCALL(ratelimit_bump, t, r, lvp);
+		mrc = model_ratelimit_bump(m, key, klen, t, r, mvp);
 		break;
 	}
 	case 3:
 		snprintf(what, sizeof what, "ratelimit_check(%s)", kn);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_ratelimit_check(store, key, lmp, lvp);
-		mrc = model_ratelimit_check(m, key, mmp, mvp);
+		lrc = KCALL(ratelimit_check, lmp, lvp);
+		mrc = model_ratelimit_check(m, key, klen, mmp, mvp);
 		break;
 	case 4: {
 		int64_t t = pick_amount(in), r = pick_amount(in);
@@ -1114,12 +1191,12 @@ op_ratelimit(struct input *in, unsigned op)
 			 "ratelimit_try_consume(%s, %" PRId64 ", %" PRId64 ")",
 			 kn, t, r);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_ratelimit_try_consume(store, key, t, r, lmp, lvp);
-		mrc = model_ratelimit_try_consume(m, key, t, r, mmp, mvp);
+		lrc = KCALL(ratelimit_try_consume, t, r, lmp, lvp);
+		mrc = model_ratelimit_try_consume(m, key, klen, t, r, mmp, mvp);
 		break;
 	}
 	case 5: {
-		uint64_t v = pick_version(in, TALLY_KIND_RATELIMIT, key);
+		uint64_t v = pick_version(in, TALLY_KIND_RATELIMIT, key, klen);
 		unsigned mask = pick_mask(in);
 
 		snprintf(what, sizeof what,
@@ -1127,15 +1204,15 @@ op_ratelimit(struct input *in, unsigned op)
 			 ", mask 0x%x)",
 			 kn, v, mask);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_ratelimit_reset(store, key, v, mask, lmp, lvp);
-		mrc = model_ratelimit_reset(m, key, v, mask, mmp, mvp);
+		lrc = KCALL(ratelimit_reset, v, mask, lmp, lvp);
+		mrc = model_ratelimit_reset(m, key, klen, v, mask, mmp, mvp);
 		break;
 	}
 	default:
 		snprintf(what, sizeof what, "ratelimit_remove(%s)", kn);
 		trace("@%" PRId64 " %s", g.now, what);
-		lrc = tally_ratelimit_remove(store, key, lvp);
-		mrc = model_ratelimit_remove(m, key, mvp);
+		lrc = KCALL(ratelimit_remove, lvp);
+		mrc = model_ratelimit_remove(m, key, klen, mvp);
 		break;
 	}
 	if (g.verbose)
@@ -1222,19 +1299,23 @@ print_rview(const char *key, const tally_ratelimit_view *v)
 static void
 cross_check(void)
 {
-	tally_stats st;
+	tally_stats st = TALLY_STATS_INIT;
 
-	for (unsigned i = 0; i < 4; i++) {
-		tally_budget_view lb, mb;
-		tally_ratelimit_view lr, mr;
+	for (unsigned i = 0; i < GOOD_KEYS; i++) {
+		const char *key = good_keys[i];
+		size_t len = good_key_len[i];
+		tally_budget_view lb = TALLY_BUDGET_VIEW_INIT;
+		tally_budget_view mb = TALLY_BUDGET_VIEW_INIT;
+		tally_ratelimit_view lr = TALLY_RATELIMIT_VIEW_INIT;
+		tally_ratelimit_view mr = TALLY_RATELIMIT_VIEW_INIT;
 		char what[64];
 
 		poison_bview(&lb);
 		poison_bview(&mb);
 		snprintf(what, sizeof what, "after: budget_get(\"%s\")",
 			 good_key_names[i]);
-		cmp_rc(what, tally_budget_get(g.store, good_keys[i], &lb),
-		       model_budget_get(&g.model, good_keys[i], &mb));
+		cmp_rc(what, tally_budget_get_n(g.store, key, len, &lb),
+		       model_budget_get(&g.model, key, len, &mb));
 		if (g.verbose && lb.version != mb.version)
 			print_bview(good_key_names[i], &lb);
 		cmp_bview(what, &lb, &mb);
@@ -1243,8 +1324,8 @@ cross_check(void)
 		poison_rview(&mr);
 		snprintf(what, sizeof what, "after: ratelimit_get(\"%s\")",
 			 good_key_names[i]);
-		cmp_rc(what, tally_ratelimit_get(g.store, good_keys[i], &lr),
-		       model_ratelimit_get(&g.model, good_keys[i], &mr));
+		cmp_rc(what, tally_ratelimit_get_n(g.store, key, len, &lr),
+		       model_ratelimit_get(&g.model, key, len, &mr));
 		if (g.verbose && lr.version != mr.version)
 			print_rview(good_key_names[i], &lr);
 		cmp_rview(what, &lr, &mr);

@@ -347,6 +347,7 @@ model_init(struct model *m, int64_t now)
 {
 	memset(m, 0, sizeof *m);
 	m->now = now;
+	m->version_floor = 1;
 	calendar_init();
 }
 
@@ -372,26 +373,28 @@ model_records(const struct model *m)
 	return n;
 }
 
-/* NULL key: EINVAL; empty or longer than 255 bytes: EKEY. */
+/* NULL key: EINVAL; empty or longer than 255 bytes: EKEY. A NUL-
+ * terminated key (*len == MODEL_KEY_NUL) is measured, up to 256 bytes. */
 static int
-key_check(const char *key)
+key_check(const char *key, size_t *len)
 {
 	size_t n = 0;
 
 	if (key == NULL)
 		return TALLY_EINVAL;
-	while (n <= MODEL_KEY_MAX && key[n] != '\0')
-		n++;
-	if (n == 0 || n > MODEL_KEY_MAX)
+	if (*len == MODEL_KEY_NUL) {
+		while (n <= MODEL_KEY_MAX && key[n] != '\0')
+			n++;
+		*len = n;
+	}
+	if (*len == 0 || *len > MODEL_KEY_MAX)
 		return TALLY_EKEY;
 	return TALLY_OK;
 }
 
 static struct model_record *
-find(struct model *m, tally_kind kind, const char *key)
+find(struct model *m, tally_kind kind, const char *key, size_t len)
 {
-	size_t len = strlen(key);
-
 	for (size_t i = 0; i < MODEL_RECORDS_MAX; i++) {
 		struct model_record *r = &m->rec[i];
 
@@ -403,23 +406,24 @@ find(struct model *m, tally_kind kind, const char *key)
 }
 
 const struct model_record *
-model_find(const struct model *m, tally_kind kind, const char *key)
+model_find(const struct model *m, tally_kind kind, const char *key,
+	   size_t key_len)
 {
-	if (key_check(key) != TALLY_OK)
+	if (key_check(key, &key_len) != TALLY_OK)
 		return NULL;
-	return find((struct model *)(uintptr_t)m, kind, key);
+	return find((struct model *)(uintptr_t)m, kind, key, key_len);
 }
 
 /* Key check, then lookup: the order every keyed call reports errors in. */
 static int
-lookup(struct model *m, tally_kind kind, const char *key,
+lookup(struct model *m, tally_kind kind, const char *key, size_t *key_len,
        struct model_record **out)
 {
-	int rc = key_check(key);
+	int rc = key_check(key, key_len);
 
 	if (rc != TALLY_OK)
 		return rc;
-	*out = find(m, kind, key);
+	*out = find(m, kind, key, *key_len);
 	return *out != NULL ? TALLY_OK : TALLY_ENOENT;
 }
 
@@ -464,7 +468,9 @@ roll_due(struct model_record *r, int64_t now, struct pending *p)
 }
 
 /* Installs the working copy w into *r as the next version and logs the
- * pending rolls with that version. */
+ * pending rolls with that version. (A version past UINT64_MAX, an
+ * EOVERFLOW in the library, is not modeled: no run gets there; test_api
+ * covers that boundary through the library's test hook.) */
 static void
 install(struct model *m, struct model_record *r, const struct model_record *w,
 	const struct pending *p, tally_roll_cause cause)
@@ -487,14 +493,16 @@ install(struct model *m, struct model_record *r, const struct model_record *w,
 		ev->old_window_start = p->note[i].old_start;
 		ev->new_window_start = p->note[i].new_start;
 		ev->version = r->version;
+		ev->incarnation = r->incarnation;
 		m->rolls_total++;
 	}
 }
 
 /* A new record at now: the anchor defaults to now, each window is the
- * window of now. The version's upper half counts creations from 1. */
+ * window of now. Its incarnation is the next count of creations, its
+ * first version the store's version floor. */
 static int
-create(struct model *m, tally_kind kind, const char *key,
+create(struct model *m, tally_kind kind, const char *key, size_t key_len,
        struct model_record **out)
 {
 	for (size_t i = 0; i < MODEL_RECORDS_MAX; i++) {
@@ -505,10 +513,12 @@ create(struct model *m, tally_kind kind, const char *key,
 		memset(r, 0, sizeof *r);
 		r->live = true;
 		r->kind = kind;
-		r->key_len = strlen(key);
-		memcpy(r->key, key, r->key_len + 1);
+		r->key_len = key_len;
+		memcpy(r->key, key, key_len);
+		r->key[key_len] = '\0';
 		m->creations++;
-		r->version = m->creations << 32;
+		r->incarnation = m->creations;
+		r->version = m->version_floor;
 		r->anchor = m->now;
 		*out = r;
 		return TALLY_OK;
@@ -549,11 +559,37 @@ offset_ok(int32_t off)
 /* Views                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* A view (or config) whose size names no released layout: every struct of
+ * tally.h has had one layout so far, the one this file is built with. */
+static bool
+bad_size(const void *s, size_t size)
+{
+	size_t v;
+
+	if (s == NULL)
+		return false;
+	memcpy(&v, s, sizeof v);
+	return v < size;
+}
+
+#define BAD_BVIEW(v) bad_size((v), sizeof(tally_budget_view))
+#define BAD_RVIEW(v) bad_size((v), sizeof(tally_ratelimit_view))
+
+/* A removed record's versions stay below every later record's. */
+static void
+retire_versions(struct model *m, const struct model_record *r)
+{
+	if (r->version >= m->version_floor)
+		m->version_floor =
+			r->version == UINT64_MAX ? r->version : r->version + 1;
+}
+
 static void
 budget_view(const struct model_record *r, tally_budget_view *v)
 {
 	if (v == NULL)
 		return;
+	v->config.size = sizeof v->config;
 	v->config.max_limit = r->c[0].max;
 	v->config.period = r->c[0].period;
 	v->config.anchor = r->anchor;
@@ -563,6 +599,7 @@ budget_view(const struct model_record *r, tally_budget_view *v)
 	v->window_start = r->c[0].window_start;
 	v->window_end = counter_end(r, &r->c[0]);
 	v->version = r->version;
+	v->incarnation = r->incarnation;
 }
 
 static void
@@ -573,6 +610,7 @@ rl_view(const struct model_record *r, tally_ratelimit_view *v)
 
 	if (v == NULL)
 		return;
+	v->config.size = sizeof v->config;
 	lim[0] = &v->config.tokens;
 	lim[1] = &v->config.requests;
 	cv[0] = &v->tokens;
@@ -591,6 +629,7 @@ rl_view(const struct model_record *r, tally_ratelimit_view *v)
 	v->config.utc_offset_minutes = r->utc_offset_minutes;
 	v->config.calendar_aligned = r->calendar_aligned;
 	v->version = r->version;
+	v->incarnation = r->incarnation;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -598,7 +637,7 @@ rl_view(const struct model_record *r, tally_ratelimit_view *v)
 /* ------------------------------------------------------------------------ */
 
 int
-model_budget_upsert(struct model *m, const char *key,
+model_budget_upsert(struct model *m, const char *key, size_t key_len,
 		    const tally_budget_config *cfg, tally_budget_view *view)
 {
 	struct model_record *r, w;
@@ -606,16 +645,18 @@ model_budget_upsert(struct model *m, const char *key,
 	int rc;
 
 	/* Config before key: NULL, negative max, offset, then period. */
-	if (m == NULL || cfg == NULL || cfg->max_limit < 0 ||
+	if (m == NULL || cfg == NULL || bad_size(cfg, sizeof *cfg) ||
+	    BAD_BVIEW(view) || cfg->max_limit < 0 ||
 	    !offset_ok(cfg->utc_offset_minutes))
 		return TALLY_EINVAL;
 	if (model_period_validate(&cfg->period, true) != TALLY_OK)
 		return TALLY_EPERIOD;
-	rc = lookup(m, TALLY_KIND_BUDGET, key, &r);
+	rc = lookup(m, TALLY_KIND_BUDGET, key, &key_len, &r);
 	if (rc < 0 && rc != TALLY_ENOENT)
 		return rc;
 	if (rc == TALLY_ENOENT) {
-		if ((rc = create(m, TALLY_KIND_BUDGET, key, &r)) != TALLY_OK)
+		if ((rc = create(m, TALLY_KIND_BUDGET, key, key_len, &r)) !=
+		    TALLY_OK)
 			return rc;
 		r->ncounters = 1;
 		r->c[0].has_max = true;
@@ -639,31 +680,32 @@ model_budget_upsert(struct model *m, const char *key,
 }
 
 int
-model_budget_get(struct model *m, const char *key, tally_budget_view *view)
+model_budget_get(struct model *m, const char *key, size_t key_len,
+		 tally_budget_view *view)
 {
 	struct model_record *r;
 	int rc;
 
-	if (m == NULL || view == NULL)
+	if (m == NULL || view == NULL || BAD_BVIEW(view))
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &key_len, &r)) != TALLY_OK)
 		return rc;
 	budget_view(r, view); /* as stored: a due window is shown unrolled */
 	return TALLY_OK;
 }
 
 int
-model_budget_bump(struct model *m, const char *key, int64_t amount,
-		  tally_budget_view *view)
+model_budget_bump(struct model *m, const char *key, size_t key_len,
+		  int64_t amount, tally_budget_view *view)
 {
 	struct model_record *r, w;
 	struct pending p = {0};
 	unsigned rolled;
 	int rc;
 
-	if (m == NULL || amount < 0)
+	if (m == NULL || BAD_BVIEW(view) || amount < 0)
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &key_len, &r)) != TALLY_OK)
 		return rc;
 	w = *r;
 	rolled = roll_due(&w, m->now, &p);
@@ -677,14 +719,15 @@ model_budget_bump(struct model *m, const char *key, int64_t amount,
 }
 
 int
-model_budget_check(struct model *m, const char *key, tally_budget_view *view)
+model_budget_check(struct model *m, const char *key, size_t key_len,
+		   tally_budget_view *view)
 {
 	struct model_record *r, w;
 	int rc;
 
-	if (m == NULL)
+	if (m == NULL || BAD_BVIEW(view))
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &key_len, &r)) != TALLY_OK)
 		return rc;
 	/* The effective state: a due window counts as rolled. */
 	w = *r;
@@ -694,17 +737,17 @@ model_budget_check(struct model *m, const char *key, tally_budget_view *view)
 }
 
 int
-model_budget_try_consume(struct model *m, const char *key, int64_t amount,
-			 tally_budget_view *view)
+model_budget_try_consume(struct model *m, const char *key, size_t key_len,
+			 int64_t amount, tally_budget_view *view)
 {
 	struct model_record *r, w;
 	struct pending p = {0};
 	unsigned rolled;
 	int rc;
 
-	if (m == NULL || amount < 0)
+	if (m == NULL || BAD_BVIEW(view) || amount < 0)
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &key_len, &r)) != TALLY_OK)
 		return rc;
 	w = *r;
 	rolled = roll_due(&w, m->now, &p);
@@ -732,17 +775,17 @@ reset_start(const struct model_record *r, const struct model_counter *c,
 }
 
 int
-model_budget_reset(struct model *m, const char *key, uint64_t observed_version,
-		   tally_budget_view *view)
+model_budget_reset(struct model *m, const char *key, size_t key_len,
+		   uint64_t observed_version, tally_budget_view *view)
 {
 	struct model_record *r, w;
 	struct pending p = {0};
 	int64_t s;
 	int rc;
 
-	if (m == NULL)
+	if (m == NULL || BAD_BVIEW(view))
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &key_len, &r)) != TALLY_OK)
 		return rc;
 	if (r->version != observed_version) {
 		budget_view(r, view);
@@ -759,16 +802,18 @@ model_budget_reset(struct model *m, const char *key, uint64_t observed_version,
 }
 
 int
-model_budget_remove(struct model *m, const char *key, tally_budget_view *view)
+model_budget_remove(struct model *m, const char *key, size_t key_len,
+		    tally_budget_view *view)
 {
 	struct model_record *r;
 	int rc;
 
-	if (m == NULL)
+	if (m == NULL || BAD_BVIEW(view))
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &key_len, &r)) != TALLY_OK)
 		return rc;
 	budget_view(r, view); /* the last snapshot, as stored */
+	retire_versions(m, r);
 	r->live = false;
 	return TALLY_OK;
 }
@@ -794,7 +839,7 @@ set_limit(struct model_counter *c, const tally_limit *lim)
 }
 
 int
-model_ratelimit_upsert(struct model *m, const char *key,
+model_ratelimit_upsert(struct model *m, const char *key, size_t key_len,
 		       const tally_ratelimit_config *cfg,
 		       tally_ratelimit_view *view)
 {
@@ -803,16 +848,18 @@ model_ratelimit_upsert(struct model *m, const char *key,
 	int rc;
 
 	/* Config before key: NULL, offset, then tokens, then requests. */
-	if (m == NULL || cfg == NULL || !offset_ok(cfg->utc_offset_minutes))
+	if (m == NULL || cfg == NULL || bad_size(cfg, sizeof *cfg) ||
+	    BAD_RVIEW(view) || !offset_ok(cfg->utc_offset_minutes))
 		return TALLY_EINVAL;
 	if ((rc = limit_check(&cfg->tokens)) != TALLY_OK ||
 	    (rc = limit_check(&cfg->requests)) != TALLY_OK)
 		return rc;
-	rc = lookup(m, TALLY_KIND_RATELIMIT, key, &r);
+	rc = lookup(m, TALLY_KIND_RATELIMIT, key, &key_len, &r);
 	if (rc < 0 && rc != TALLY_ENOENT)
 		return rc;
 	if (rc == TALLY_ENOENT) {
-		if ((rc = create(m, TALLY_KIND_RATELIMIT, key, &r)) != TALLY_OK)
+		if ((rc = create(m, TALLY_KIND_RATELIMIT, key, key_len, &r)) !=
+		    TALLY_OK)
 			return rc;
 		r->ncounters = 2;
 		set_limit(&r->c[0], &cfg->tokens);
@@ -834,32 +881,35 @@ model_ratelimit_upsert(struct model *m, const char *key,
 }
 
 int
-model_ratelimit_get(struct model *m, const char *key,
+model_ratelimit_get(struct model *m, const char *key, size_t key_len,
 		    tally_ratelimit_view *view)
 {
 	struct model_record *r;
 	int rc;
 
-	if (m == NULL || view == NULL)
+	if (m == NULL || view == NULL || BAD_RVIEW(view))
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &key_len, &r)) !=
+	    TALLY_OK)
 		return rc;
 	rl_view(r, view);
 	return TALLY_OK;
 }
 
 int
-model_ratelimit_bump(struct model *m, const char *key, int64_t tokens,
-		     int64_t requests, tally_ratelimit_view *view)
+model_ratelimit_bump(struct model *m, const char *key, size_t key_len,
+		     int64_t tokens, int64_t requests,
+		     tally_ratelimit_view *view)
 {
 	struct model_record *r, w;
 	struct pending p = {0};
 	unsigned rolled;
 	int rc;
 
-	if (m == NULL || tokens < 0 || requests < 0)
+	if (m == NULL || BAD_RVIEW(view) || tokens < 0 || requests < 0)
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &key_len, &r)) !=
+	    TALLY_OK)
 		return rc;
 	w = *r;
 	rolled = roll_due(&w, m->now, &p);
@@ -887,16 +937,17 @@ blocked(const struct model_record *r)
 }
 
 int
-model_ratelimit_check(struct model *m, const char *key, unsigned *limited,
-		      tally_ratelimit_view *view)
+model_ratelimit_check(struct model *m, const char *key, size_t key_len,
+		      unsigned *limited, tally_ratelimit_view *view)
 {
 	struct model_record *r, w;
 	unsigned mask;
 	int rc;
 
-	if (m == NULL)
+	if (m == NULL || BAD_RVIEW(view))
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &key_len, &r)) !=
+	    TALLY_OK)
 		return rc;
 	w = *r;
 	roll_due(&w, m->now, NULL);
@@ -908,8 +959,8 @@ model_ratelimit_check(struct model *m, const char *key, unsigned *limited,
 }
 
 int
-model_ratelimit_try_consume(struct model *m, const char *key, int64_t tokens,
-			    int64_t requests, unsigned *limited,
+model_ratelimit_try_consume(struct model *m, const char *key, size_t key_len,
+			    int64_t tokens, int64_t requests, unsigned *limited,
 			    tally_ratelimit_view *view)
 {
 	struct model_record *r, w;
@@ -918,9 +969,10 @@ model_ratelimit_try_consume(struct model *m, const char *key, int64_t tokens,
 	unsigned rolled, mask = 0;
 	int rc;
 
-	if (m == NULL || tokens < 0 || requests < 0)
+	if (m == NULL || BAD_RVIEW(view) || tokens < 0 || requests < 0)
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &key_len, &r)) !=
+	    TALLY_OK)
 		return rc;
 	w = *r;
 	rolled = roll_due(&w, m->now, &p);
@@ -949,7 +1001,7 @@ model_ratelimit_try_consume(struct model *m, const char *key, int64_t tokens,
 }
 
 int
-model_ratelimit_reset(struct model *m, const char *key,
+model_ratelimit_reset(struct model *m, const char *key, size_t key_len,
 		      uint64_t observed_version, unsigned counters,
 		      unsigned *reset, tally_ratelimit_view *view)
 {
@@ -959,10 +1011,12 @@ model_ratelimit_reset(struct model *m, const char *key,
 	int rc;
 
 	/* The mask names at least one counter and nothing unknown. */
-	if (m == NULL || (counters & TALLY_COUNTER_BOTH) == 0 ||
+	if (m == NULL || BAD_RVIEW(view) ||
+	    (counters & TALLY_COUNTER_BOTH) == 0 ||
 	    (counters & ~(TALLY_COUNTER_BOTH | TALLY_RESET_DUE_ONLY)) != 0)
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &key_len, &r)) !=
+	    TALLY_OK)
 		return rc;
 	if (r->version != observed_version) {
 		if (reset != NULL)
@@ -995,17 +1049,19 @@ model_ratelimit_reset(struct model *m, const char *key,
 }
 
 int
-model_ratelimit_remove(struct model *m, const char *key,
+model_ratelimit_remove(struct model *m, const char *key, size_t key_len,
 		       tally_ratelimit_view *view)
 {
 	struct model_record *r;
 	int rc;
 
-	if (m == NULL)
+	if (m == NULL || BAD_RVIEW(view))
 		return TALLY_EINVAL;
-	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &r)) != TALLY_OK)
+	if ((rc = lookup(m, TALLY_KIND_RATELIMIT, key, &key_len, &r)) !=
+	    TALLY_OK)
 		return rc;
 	rl_view(r, view);
+	retire_versions(m, r);
 	r->live = false;
 	return TALLY_OK;
 }

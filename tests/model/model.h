@@ -11,7 +11,8 @@
  * library's transitions: only the public types of tally.h.
  *
  * Every public call has a model_* twin that takes the same arguments (a
- * struct model instead of the store), returns the same result code, fills
+ * struct model instead of the store; the key as key and key_len, with
+ * MODEL_KEY_NUL for a NUL-terminated one), returns the same result code, fills
  * the same view and masks, and appends the same roll events to the model's
  * roll log (what the store's on_roll listener would hear, in the order it
  * would hear them; a sweep's rolls come in record order, which need not be
@@ -40,6 +41,8 @@
 #define MODEL_RECORDS_MAX 32
 #define MODEL_ROLLS_MAX 256
 #define MODEL_KEY_MAX 255
+/* key_len of a NUL-terminated key (the calls without _n). */
+#define MODEL_KEY_NUL SIZE_MAX
 
 /* Validity limits of a period (src/period.h documents the same numbers):
  * WEEK counts whose length in ns fits an int64, MONTH counts up to 10000
@@ -58,6 +61,7 @@ struct model_roll {
 	int64_t old_window_start;
 	int64_t new_window_start;
 	uint64_t version;
+	uint64_t incarnation;
 };
 
 /* A counter: the one of a budget (has_max always true, max = max_limit) or
@@ -77,6 +81,7 @@ struct model_record {
 	char key[MODEL_KEY_MAX + 1];
 	size_t key_len;
 	uint64_t version;
+	uint64_t incarnation;
 	int64_t anchor; /* effective: never TALLY_ANCHOR_DEFAULT */
 	int32_t utc_offset_minutes;
 	bool calendar_aligned;
@@ -86,7 +91,10 @@ struct model_record {
 
 struct model {
 	int64_t now;
-	uint64_t creations; /* records ever created in the store */
+	uint64_t creations; /* records ever created: the last incarnation */
+	/* Above every version a removed record reached: where a new record's
+	 * versions start (1 in a new store). */
+	uint64_t version_floor;
 	uint64_t rolls_total;
 	struct model_record rec[MODEL_RECORDS_MAX];
 	size_t nrolls; /* events in rolls[] since the last model_rolls_clear */
@@ -98,7 +106,7 @@ void model_set_now(struct model *m, int64_t now);
 void model_rolls_clear(struct model *m);
 /* The live record of that kind and key, or NULL. */
 const struct model_record *model_find(const struct model *m, tally_kind kind,
-				      const char *key);
+				      const char *key, size_t key_len);
 size_t model_records(const struct model *m);
 
 /* TALLY_OK or TALLY_EPERIOD, as the library validates configs. */
@@ -108,37 +116,40 @@ void model_window(const tally_period *p, bool aligned, int64_t anchor,
 		  int32_t utc_offset_minutes, int64_t t, int64_t *start,
 		  int64_t *end);
 
-int model_budget_upsert(struct model *m, const char *key,
+int model_budget_upsert(struct model *m, const char *key, size_t key_len,
 			const tally_budget_config *config,
 			tally_budget_view *view);
-int model_budget_get(struct model *m, const char *key, tally_budget_view *view);
-int model_budget_bump(struct model *m, const char *key, int64_t amount,
-		      tally_budget_view *view);
-int model_budget_check(struct model *m, const char *key,
+int model_budget_get(struct model *m, const char *key, size_t key_len,
+		     tally_budget_view *view);
+int model_budget_bump(struct model *m, const char *key, size_t key_len,
+		      int64_t amount, tally_budget_view *view);
+int model_budget_check(struct model *m, const char *key, size_t key_len,
 		       tally_budget_view *view);
-int model_budget_try_consume(struct model *m, const char *key, int64_t amount,
-			     tally_budget_view *view);
-int model_budget_reset(struct model *m, const char *key,
+int model_budget_try_consume(struct model *m, const char *key, size_t key_len,
+			     int64_t amount, tally_budget_view *view);
+int model_budget_reset(struct model *m, const char *key, size_t key_len,
 		       uint64_t observed_version, tally_budget_view *view);
-int model_budget_remove(struct model *m, const char *key,
+int model_budget_remove(struct model *m, const char *key, size_t key_len,
 			tally_budget_view *view);
 
-int model_ratelimit_upsert(struct model *m, const char *key,
+int model_ratelimit_upsert(struct model *m, const char *key, size_t key_len,
 			   const tally_ratelimit_config *config,
 			   tally_ratelimit_view *view);
-int model_ratelimit_get(struct model *m, const char *key,
+int model_ratelimit_get(struct model *m, const char *key, size_t key_len,
 			tally_ratelimit_view *view);
-int model_ratelimit_bump(struct model *m, const char *key, int64_t tokens,
-			 int64_t requests, tally_ratelimit_view *view);
-int model_ratelimit_check(struct model *m, const char *key, unsigned *limited,
-			  tally_ratelimit_view *view);
+int model_ratelimit_bump(struct model *m, const char *key, size_t key_len,
+			 int64_t tokens, int64_t requests,
+			 tally_ratelimit_view *view);
+int model_ratelimit_check(struct model *m, const char *key, size_t key_len,
+			  unsigned *limited, tally_ratelimit_view *view);
 int model_ratelimit_try_consume(struct model *m, const char *key,
-				int64_t tokens, int64_t requests,
-				unsigned *limited, tally_ratelimit_view *view);
-int model_ratelimit_reset(struct model *m, const char *key,
+				size_t key_len, int64_t tokens,
+				int64_t requests, unsigned *limited,
+				tally_ratelimit_view *view);
+int model_ratelimit_reset(struct model *m, const char *key, size_t key_len,
 			  uint64_t observed_version, unsigned counters,
 			  unsigned *reset, tally_ratelimit_view *view);
-int model_ratelimit_remove(struct model *m, const char *key,
+int model_ratelimit_remove(struct model *m, const char *key, size_t key_len,
 			   tally_ratelimit_view *view);
 
 /* Rolls every due counter of every record (cause SWEEP), records in array

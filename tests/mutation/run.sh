@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Mutation testing of the concurrency and semantics tests: build the library
-# with each planted bug (CMake option TALLY_MUTATION, see src/) and check that
-# the test suite FAILS on it, naming the tests that caught it.
+# Mutation testing of the concurrency and semantics tests. Each planted bug
+# is a patch in this directory (NAME.patch, against the repository root);
+# for each one this copies the tree, applies the patch with `git apply`,
+# builds the copy and checks that the test suite FAILS on it, naming the
+# tests that caught it. The library's own sources carry no planted bug.
+# A patch that no longer applies fails the run: refresh it with the source.
 #
 # Usage: run.sh SOURCE_DIR WORK_DIR [MUTANT...]
 # Each mutant runs in the builds where its bug is observable: plain for
@@ -12,16 +15,22 @@ src=$(cd "$1" && pwd)
 work=$2
 shift 2
 mkdir -p "$work"
+work=$(cd "$work" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
 jobs=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
 
-# name:flavor pairs
+# name:flavor pairs; the name is the patch file's stem.
 all=(
-	READ_OUTSIDE_CAS:plain
-	STALE_GET:plain
-	RESET_IGNORES_VERSION:plain
-	WRAPPING_LIMIT:plain
-	EARLY_FREE:asan
-	EARLY_FREE:tsan
+	read_outside_cas:plain    # the successor computed from a stale snapshot
+	stale_get:plain           # get serves an old copy
+	reset_ignores_version:plain
+	wrapping_limit:plain      # usage + amount wraps in the limit test
+	stale_lcache:plain        # a remove leaves the lookup caches as they are
+	version_reuse:plain       # a re-created key starts at its old versions
+	iter_skips:plain          # a chunk cut short skips a record
+	sweep_one_section:plain   # a sweep walks the store in one section
+	early_free:asan           # no grace period before a free
+	early_free:tsan
 )
 if (($# > 0)); then
 	sel=()
@@ -33,12 +42,27 @@ if (($# > 0)); then
 	all=("${sel[@]}")
 fi
 
+# The parts of the tree a build and its tests read.
+parts=(CMakeLists.txt CMakePresets.json include src tests cmake examples)
+
 survived=0
 for pair in "${all[@]}"; do
 	name=${pair%%:*}
 	flavor=${pair##*:}
+	tree="$work/$name-$flavor.src"
 	dir="$work/$name-$flavor"
-	args=(-DTALLY_MUTATION="$name" -DTALLY_BUILD_BENCH=OFF
+	rm -rf "$tree"
+	mkdir -p "$tree"
+	for p in "${parts[@]}"; do
+		cp -R "$src/$p" "$tree/"
+	done
+	if ! (cd "$tree" && git apply --whitespace=nowarn "$here/$name.patch") \
+		>"$dir.apply.log" 2>&1; then
+		echo "ERROR  $name: the patch does not apply; see $dir.apply.log"
+		survived=1
+		continue
+	fi
+	args=(-DTALLY_BUILD_BENCH=OFF
 		-DTALLY_STRESS_TIMEOUT=240
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo
 		-DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g")
@@ -46,13 +70,13 @@ for pair in "${all[@]}"; do
 	asan) args+=(-DTALLY_SANITIZE=address,undefined) ;;
 	tsan) args+=(-DTALLY_SANITIZE=thread -DCMAKE_C_COMPILER=clang) ;;
 	esac
-	if ! cmake -S "$src" -B "$dir" "${args[@]}" >"$dir.configure.log" 2>&1 ||
+	if ! cmake -S "$tree" -B "$dir" "${args[@]}" >"$dir.configure.log" 2>&1 ||
 		! cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1; then
 		echo "ERROR  $name ($flavor): the mutant does not build; see $dir.build.log"
 		survived=1
 		continue
 	fi
-	(cd "$dir" && ctest -L 'unit|stress' -E 'install_consumer|shared_exports|header' \
+	(cd "$dir" && ctest -L 'unit|stress' -E 'install_consumer|shared_exports|header|mutation' \
 		--timeout 240 >"$dir.ctest.log" 2>&1)
 	caught=$(sed -n '/The following tests FAILED:/,$p' "$dir.ctest.log" |
 		sed -n 's/^[[:space:]]*[0-9]* - \([^ ]*\).*/\1/p' | tr '\n' ' ')
@@ -69,6 +93,7 @@ for pair in "${all[@]}"; do
 		echo "SURVIVED $name ($flavor): every test passed; see $dir.ctest.log"
 		survived=1
 	fi
+	rm -rf "$tree"
 done
 if ((survived)); then
 	echo "mutation: some planted bugs were not caught"

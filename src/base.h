@@ -1,0 +1,52 @@
+/*
+ * What every internal file shares: the public header, assertions and the
+ * key length bound. Pure: no ck, no pthread, no I/O; the pure layer (this
+ * header, hash.h, period.h, clock.h, snap.h and the kind files) builds and
+ * is unit-tested without Concurrency Kit.
+ */
+#ifndef TALLY_BASE_H
+#define TALLY_BASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tally.h"
+
+#if defined(NDEBUG)
+#define TALLY_ASSERT(x) ((void)0)
+#else
+#include <assert.h>
+#define TALLY_ASSERT(x) assert(x)
+#endif
+
+#define TALLY_KEY_MAX 255
+
+/*
+ * Records and snapshots live in slabs that return to the allocator only at
+ * destroy, so AddressSanitizer cannot see a use after free of one: the
+ * library marks each free cell and snapshot (but the words it keeps a free
+ * list in) as poisoned itself, and unpoisons it when it hands it out again.
+ */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TALLY__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TALLY__ASAN 1
+#endif
+#if defined(TALLY__ASAN)
+#include <sanitizer/asan_interface.h>
+#define tally__poison(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define tally__unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define tally__poison(p, n) ((void)(p), (void)(n))
+#define tally__unpoison(p, n) ((void)(p), (void)(n))
+#endif
+
+#define TALLY__LIKELY(x) __builtin_expect(!!(x), 1)
+#define TALLY__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#endif /* TALLY_BASE_H */

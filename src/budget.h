@@ -1,0 +1,69 @@
+/*
+ * Budgets (budget.c): the snapshot and its transitions. Pure layer.
+ */
+#ifndef TALLY_BUDGET_H
+#define TALLY_BUDGET_H
+
+#include "snap.h"
+
+/*
+ * 64 bytes: one cache line in a snapshot slab. A snapshot carries no
+ * reclamation header: retired objects are listed by pointer in per-thread
+ * batches (epoch.c).
+ */
+struct tally__budget_snap {
+	uint64_t version;
+	int64_t usage;
+	int64_t window_start;
+	int64_t window_end; /* smallest boundary > window_start */
+	int64_t max_limit;
+	int64_t period_count;
+	int64_t anchor;
+	int16_t offset_min;
+	uint8_t period_unit;
+	uint8_t aligned;
+};
+
+extern const struct tally__kind tally__kind_budget;
+
+/*
+ * The common case of a budget check, bump or try_consume, inline in the
+ * hot paths: the window is certainly not due and the sum does not
+ * overflow. Anything else (a window that is or may be due, an overflow,
+ * any other operation) returns TALLY__QUICK_NO and goes to
+ * tally__budget_step. Wherever this answers, it answers exactly as
+ * tally__budget_step would (same result, successor and install flag, no
+ * roll); test_budget checks that on a grid of inputs.
+ */
+static inline int
+tally__budget_quick(const void *old_snap, void *next_snap,
+		    struct tally__args *a, bool *install)
+{
+	const struct tally__budget_snap *old = old_snap;
+	struct tally__budget_snap *next = next_snap;
+	int64_t amount = a->amount[0];
+
+	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY &&
+	     a->op != TALLY__OP_CHECK) ||
+	    !tally__surely_not_due(a, old->window_end))
+		return TALLY__QUICK_NO;
+	if (a->op == TALLY__OP_BUMP && amount > INT64_MAX - old->usage)
+		return TALLY__QUICK_NO;
+	*next = *old;
+	*install = false;
+	if (a->op == TALLY__OP_CHECK)
+		return old->usage >= old->max_limit ? TALLY_LIMITED : TALLY_OK;
+	if (a->op == TALLY__OP_TRY && amount > old->max_limit - old->usage)
+		return TALLY_LIMITED;
+	next->usage += amount;
+	*install = amount != 0;
+	return TALLY_OK;
+}
+
+int tally__budget_step(const void *old, void *next, struct tally__args *args,
+		       struct tally__rolls *rolls, bool *install);
+void tally__budget_init(void *snap, const void *config, int64_t now);
+int tally__budget_validate(const void *config);
+void tally__budget_view(const void *snap, uint64_t incarnation, void *view);
+
+#endif /* TALLY_BUDGET_H */

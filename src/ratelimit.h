@@ -1,0 +1,96 @@
+/*
+ * Rate limits (ratelimit.c): the snapshot and its transitions. Pure layer.
+ */
+#ifndef TALLY_RATELIMIT_H
+#define TALLY_RATELIMIT_H
+
+#include "snap.h"
+
+struct tally__counter {
+	int64_t usage;
+	int64_t window_start;
+	int64_t window_end;
+	int64_t max;
+	int64_t period_count;
+	uint8_t period_unit;
+	uint8_t has_max;
+};
+
+/* 120 bytes: two cache lines in a snapshot slab. */
+struct tally__rl_snap {
+	uint64_t version;
+	struct tally__counter c[2]; /* [0] tokens, [1] requests */
+	int64_t anchor;
+	int16_t offset_min;
+	uint8_t aligned;
+};
+
+extern const struct tally__kind tally__kind_ratelimit;
+
+static inline unsigned
+tally__rl_bit(unsigned i)
+{
+	return i == 0 ? TALLY_COUNTER_TOKENS : TALLY_COUNTER_REQUESTS;
+}
+
+/*
+ * The same as tally__budget_quick for a rate limit: check, bump or
+ * try_consume with neither counter's window possibly due and no sum
+ * overflowing; sets a->out_mask as tally__rl_step does. test_ratelimit
+ * checks agreement on a grid.
+ */
+static inline int
+tally__rl_quick(const void *old_snap, void *next_snap, struct tally__args *a,
+		bool *install)
+{
+	const struct tally__rl_snap *old = old_snap;
+	struct tally__rl_snap *next = next_snap;
+	const int64_t *amount = a->amount;
+	unsigned mask = 0;
+
+	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY &&
+	     a->op != TALLY__OP_CHECK) ||
+	    !tally__surely_not_due(a, old->c[0].window_end) ||
+	    !tally__surely_not_due(a, old->c[1].window_end))
+		return TALLY__QUICK_NO;
+	if (a->op == TALLY__OP_CHECK) {
+		*next = *old;
+		*install = false;
+		for (unsigned i = 0; i < 2; i++)
+			if (old->c[i].has_max &&
+			    old->c[i].usage >= old->c[i].max)
+				mask |= tally__rl_bit(i);
+		a->out_mask = mask;
+		return mask != 0 ? TALLY_LIMITED : TALLY_OK;
+	}
+	if (amount[0] > INT64_MAX - old->c[0].usage ||
+	    amount[1] > INT64_MAX - old->c[1].usage)
+		return TALLY__QUICK_NO;
+	*next = *old;
+	*install = false;
+	a->out_mask = 0;
+	if (a->op == TALLY__OP_TRY) {
+		for (unsigned i = 0; i < 2; i++) {
+			const struct tally__counter *c = &old->c[i];
+
+			if (c->has_max && amount[i] > c->max - c->usage)
+				mask |= tally__rl_bit(i);
+		}
+		if (mask != 0) {
+			a->out_mask = mask;
+			return TALLY_LIMITED;
+		}
+	}
+	next->c[0].usage += amount[0];
+	next->c[1].usage += amount[1];
+	*install = amount[0] != 0 || amount[1] != 0;
+	return TALLY_OK;
+}
+
+int tally__rl_step(const void *old, void *next, struct tally__args *args,
+		   struct tally__rolls *rolls, bool *install);
+void tally__rl_init(void *snap, const void *config, int64_t now);
+int tally__rl_validate(const void *config);
+void tally__rl_view(const void *snap, uint64_t incarnation, void *view);
+
+#endif /* TALLY_RATELIMIT_H */

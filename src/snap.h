@@ -1,0 +1,152 @@
+/*
+ * Snapshots and their transitions: the interface every kind implements
+ * (pure layer).
+ *
+ * A snapshot is immutable once published. Every snapshot struct begins with
+ * `uint64_t version`, the only field the engine reads or writes itself.
+ * A transition reads old, writes next (a different buffer), returns a
+ * result code and sets *install when next must be installed by CAS. It has
+ * no side effects, so every rule is unit-tested without threads.
+ *
+ * Kinds. A kind (budget, rate limit) is a row of the kind table
+ * (kinds.c): a struct tally__kind of the sizes and functions the generic
+ * code needs (engine, sweep, reclamation, views). A new kind is one file
+ * that defines its snapshot, its transitions and its row, plus the row's
+ * entry in the table (and its public calls in api.c).
+ */
+#ifndef TALLY_SNAP_H
+#define TALLY_SNAP_H
+
+#include "base.h"
+#include "clock.h"
+
+enum tally__op_code {
+	TALLY__OP_GET = 1,
+	TALLY__OP_CHECK,
+	TALLY__OP_BUMP,
+	TALLY__OP_TRY,
+	TALLY__OP_RESET,
+	TALLY__OP_ROLL, /* sweep: roll what is due, nothing else */
+	TALLY__OP_UPSERT
+};
+
+struct tally__args {
+	enum tally__op_code op;
+	int64_t now;
+	bool now_coarse;   /* now is a coarse reading (see tally__is_due) */
+	bool need_exact;   /* set by a transition that needs the exact clock */
+	int64_t amount[2]; /* budget: [0]; rate limit: tokens, requests */
+	uint64_t observed_version; /* reset */
+	unsigned counters;         /* reset mask (rate limit) */
+	unsigned out_mask;         /* limited / reset mask (rate limit) */
+	const void *config;        /* upsert: validated, full-size config */
+};
+
+/* A roll computed by a transition, reported after its CAS succeeds. */
+struct tally__roll_note {
+	unsigned counter;
+	int64_t usage_before;
+	int64_t old_window_start;
+	int64_t new_window_start;
+};
+
+#define TALLY__ROLLS_MAX 2 /* counters per record */
+
+struct tally__rolls {
+	unsigned n;
+	struct tally__roll_note note[TALLY__ROLLS_MAX];
+};
+
+/* A transition's answer when args->now is coarse and a window might be due:
+ * the engine reads the exact clock and runs the transition again. */
+#define TALLY__NEED_CLOCK 1000
+
+/* A quick path's answer when the full transition must decide. */
+#define TALLY__QUICK_NO 1001
+
+/* Whether a window ending at end is due at a->now. A coarse reading that
+ * cannot decide sets a->need_exact (and answers "not due"). */
+static inline bool
+tally__is_due(struct tally__args *a, int64_t end)
+{
+	if (!a->now_coarse)
+		return tally__window_due(a->now, end);
+	if (tally__coarse_not_due(a->now, end))
+		return false;
+	a->need_exact = true;
+	return false;
+}
+
+/* Whether a window ending at end is certainly not due at a->now: what
+ * tally__is_due returns false for without asking for the exact clock. */
+static inline bool
+tally__surely_not_due(const struct tally__args *a, int64_t end)
+{
+	if (!a->now_coarse)
+		return !tally__window_due(a->now, end);
+	return tally__coarse_not_due(a->now, end);
+}
+
+static inline uint64_t
+tally__snap_version(const void *snap)
+{
+	uint64_t v;
+
+	memcpy(&v, snap, sizeof v);
+	return v;
+}
+
+static inline void
+tally__snap_set_version(void *snap, uint64_t version)
+{
+	memcpy(snap, &version, sizeof version);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The kind table                                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef int tally__quick_fn(const void *old, void *next, struct tally__args *a,
+			    bool *install);
+typedef int tally__step_fn(const void *old, void *next, struct tally__args *a,
+			   struct tally__rolls *rolls, bool *install);
+
+struct tally__kind {
+	const char *name;
+	uint8_t id;           /* tally_kind value: the record's kind byte */
+	uint16_t snap_size;   /* bytes of a snapshot */
+	uint16_t config_size; /* sizeof the public config (current layout) */
+	uint16_t config_v1;   /* smallest config->size accepted */
+	uint16_t view_size;   /* sizeof the public view (current layout) */
+	uint16_t view_v1;     /* smallest view->size accepted */
+	/* TALLY_OK or the error a full-size config gets. */
+	int (*validate)(const void *config);
+	/* The first snapshot of a record created at now (version 0). */
+	void (*init)(void *snap, const void *config, int64_t now);
+	/* The common cases of check, bump and try_consume, answered exactly
+	 * as step would, or TALLY__QUICK_NO. The hot paths (api.c) call the
+	 * kind's quick path directly, not through this pointer. */
+	tally__quick_fn *quick;
+	tally__step_fn *step;
+	/* Fills a full-size public view (all but its size field). */
+	void (*view)(const void *snap, uint64_t incarnation, void *view);
+	/* Whether a window of snap is due at now (sweep). */
+	bool (*due)(const void *snap, int64_t now);
+};
+
+/* Kind ids run from 1 to TALLY__KIND_END - 1; tally__kinds[0] is NULL. */
+#define TALLY__KIND_END 3
+extern const struct tally__kind *const tally__kinds[TALLY__KIND_END];
+
+/* The largest snapshot of any kind: read paths copy into a buffer this big
+ * (each kind file checks its snapshot against it). */
+#define TALLY__SNAP_MAX 128
+
+static inline const struct tally__kind *
+tally__kind_of(unsigned id)
+{
+	TALLY_ASSERT(id > 0 && id < TALLY__KIND_END);
+	return tally__kinds[id];
+}
+
+#endif /* TALLY_SNAP_H */

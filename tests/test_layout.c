@@ -1,0 +1,123 @@
+/*
+ * The released layouts of every public struct (tally.h, "Structs and how
+ * they grow"), pinned on LP64 (x86-64, arm64): a field moved, removed or
+ * inserted anywhere but at the end of a size-prefixed struct breaks
+ * callers compiled against an older header, and this test. Appending a
+ * field adds a line here; changing one of these lines is an ABI break,
+ * which needs a new layout that the library keeps filling for old callers
+ * (and a new soname).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tally.h"
+
+#define OFF(type, field, off)                                                  \
+	_Static_assert(offsetof(type, field) == (off),                         \
+		       #type "." #field " stays at " #off)
+#define SIZE(type, n) _Static_assert(sizeof(type) == (n), #type " is " #n)
+
+#if UINTPTR_MAX == UINT64_MAX && SIZE_MAX == UINT64_MAX
+SIZE(tally_period, 16);
+OFF(tally_period, count, 0);
+OFF(tally_period, unit, 8);
+SIZE(tally_allocator, 24);
+SIZE(tally_roll, 80);
+OFF(tally_roll, size, 0);
+OFF(tally_roll, key, 8);
+OFF(tally_roll, key_len, 16);
+OFF(tally_roll, kind, 24);
+OFF(tally_roll, counter, 28);
+OFF(tally_roll, cause, 32);
+OFF(tally_roll, usage_before, 40);
+OFF(tally_roll, old_window_start, 48);
+OFF(tally_roll, new_window_start, 56);
+OFF(tally_roll, version, 64);
+OFF(tally_roll, incarnation, 72);
+SIZE(tally_store_options, 96);
+OFF(tally_store_options, size, 0);
+OFF(tally_store_options, expected_records, 8);
+OFF(tally_store_options, clock, 16);
+OFF(tally_store_options, clock_ctx, 24);
+OFF(tally_store_options, allocator, 32);
+OFF(tally_store_options, on_roll, 56);
+OFF(tally_store_options, on_roll_ctx, 64);
+OFF(tally_store_options, hash_seed, 72);
+OFF(tally_store_options, coarse_clock, 80);
+OFF(tally_store_options, coarse_clock_ctx, 88);
+SIZE(tally_stats, 88);
+OFF(tally_stats, records, 8);
+OFF(tally_stats, peak_pending, 80);
+SIZE(tally_budget_config, 48);
+OFF(tally_budget_config, max_limit, 8);
+OFF(tally_budget_config, period, 16);
+OFF(tally_budget_config, anchor, 32);
+OFF(tally_budget_config, utc_offset_minutes, 40);
+OFF(tally_budget_config, calendar_aligned, 44);
+SIZE(tally_budget_view, 96);
+OFF(tally_budget_view, config, 8);
+OFF(tally_budget_view, usage, 56);
+OFF(tally_budget_view, window_start, 64);
+OFF(tally_budget_view, window_end, 72);
+OFF(tally_budget_view, version, 80);
+OFF(tally_budget_view, incarnation, 88);
+SIZE(tally_limit, 32);
+OFF(tally_limit, has_max, 0);
+OFF(tally_limit, max, 8);
+OFF(tally_limit, period, 16);
+SIZE(tally_ratelimit_config, 88);
+OFF(tally_ratelimit_config, tokens, 8);
+OFF(tally_ratelimit_config, requests, 40);
+OFF(tally_ratelimit_config, anchor, 72);
+OFF(tally_ratelimit_config, utc_offset_minutes, 80);
+OFF(tally_ratelimit_config, calendar_aligned, 84);
+SIZE(tally_counter_view, 24);
+SIZE(tally_ratelimit_view, 160);
+OFF(tally_ratelimit_view, config, 8);
+OFF(tally_ratelimit_view, tokens, 96);
+OFF(tally_ratelimit_view, requests, 120);
+OFF(tally_ratelimit_view, version, 144);
+OFF(tally_ratelimit_view, incarnation, 152);
+#define LAYOUT_PINNED 1
+#else
+#define LAYOUT_PINNED 0
+#endif
+
+/* The _INIT macros set each size to the struct's own, and every enum a
+ * struct names fits its fixed-width field. */
+static void
+test_init_macros(void **state)
+{
+	tally_store_options o = TALLY_STORE_OPTIONS_INIT;
+	tally_stats st = TALLY_STATS_INIT;
+	tally_budget_config bc = TALLY_BUDGET_CONFIG_INIT;
+	tally_budget_view bv = TALLY_BUDGET_VIEW_INIT;
+	tally_ratelimit_config rc = TALLY_RATELIMIT_CONFIG_INIT;
+	tally_ratelimit_view rv = TALLY_RATELIMIT_VIEW_INIT;
+
+	(void)state;
+	assert_true(LAYOUT_PINNED);
+	assert_int_equal(o.size, sizeof o);
+	assert_int_equal(st.size, sizeof st);
+	assert_int_equal(bc.size, sizeof bc);
+	assert_int_equal(bc.anchor, TALLY_ANCHOR_DEFAULT);
+	assert_int_equal(bv.size, sizeof bv);
+	assert_int_equal(bv.config.size, sizeof bv.config);
+	assert_int_equal(rc.size, sizeof rc);
+	assert_int_equal(rc.anchor, TALLY_ANCHOR_DEFAULT);
+	assert_int_equal(rv.size, sizeof rv);
+	assert_int_equal(rv.config.size, sizeof rv.config);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_init_macros),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
