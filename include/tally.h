@@ -72,8 +72,10 @@
  *   The allocator is never called inside the library's epoch sections, but
  *   it is called with the store's writer lock held (creating and removing
  *   records, growing the map): it must not call tally on the same store
- *   (that deadlocks), and a slow allocator delays other creations and
- *   removals, never reads or writes of existing records. The clocks may be
+ *   (that deadlocks). A slow allocator slows the calls that allocate (a
+ *   thread's first call, a write that needs a new slab of snapshots) and,
+ *   under the writer lock, other creations and removals; never other
+ *   threads' reads and writes of existing records. The clocks may be
  *   read inside an epoch section: they must be fast, must not block and
  *   must not call tally (a clock that stalls delays the reclamation of
  *   every thread's garbage). The roll listener runs outside every lock and

@@ -106,7 +106,7 @@ remove_key(tally_store *store, const char *key, size_t key_len,
 
 #define KB (&tally__kind_budget)
 
-static inline __attribute__((always_inline)) int
+TALLY__HOT int
 budget_op(tally_store *store, const char *key, size_t key_len,
 	  enum tally__op_code code, int64_t amount, uint64_t observed,
 	  tally_budget_view *view)
@@ -210,7 +210,7 @@ struct rl_args {
 	unsigned *mask_out; /* limited or reset */
 };
 
-static inline __attribute__((always_inline)) int
+TALLY__HOT int
 rl_op(tally_store *store, const char *key, size_t key_len,
       enum tally__op_code code, const struct rl_args *ra,
       tally_ratelimit_view *view)

@@ -46,6 +46,20 @@
 #define tally__unpoison(p, n) ((void)(p), (void)(n))
 #endif
 
+/*
+ * The hot path (the CAS loop, the lookup cache, the per-call bodies of
+ * api.c) is inlined into one body per public call, with the call's
+ * operation and the kind's quick path as constants. A coverage build
+ * (TALLY_COVERAGE, preset "coverage") compiles each of these functions
+ * once instead, so that gcov counts every branch of the source once, not
+ * once per copy with the branches its constants ruled out.
+ */
+#if defined(TALLY_COVERAGE)
+#define TALLY__HOT static __attribute__((noinline, unused))
+#else
+#define TALLY__HOT static inline __attribute__((always_inline))
+#endif
+
 #define TALLY__LIKELY(x) __builtin_expect(!!(x), 1)
 #define TALLY__UNLIKELY(x) __builtin_expect(!!(x), 0)
 

@@ -214,8 +214,8 @@ tally__budget_view(const void *snap, uint64_t incarnation, void *view)
 	v->incarnation = incarnation;
 }
 
-static bool
-budget_due(const void *snap, int64_t now)
+bool
+tally__budget_due(const void *snap, int64_t now)
 {
 	const struct tally__budget_snap *s = snap;
 
@@ -226,19 +226,3 @@ _Static_assert(sizeof(struct tally__budget_snap) <= TALLY__SNAP_MAX,
 	       "TALLY__SNAP_MAX holds a budget snapshot");
 _Static_assert(sizeof(struct tally__budget_snap) == 64,
 	       "a budget snapshot is one cache line");
-
-const struct tally__kind tally__kind_budget = {
-	.name = "budget",
-	.id = TALLY_KIND_BUDGET,
-	.snap_size = sizeof(struct tally__budget_snap),
-	.config_size = sizeof(tally_budget_config),
-	.config_v1 = sizeof(tally_budget_config),
-	.view_size = sizeof(tally_budget_view),
-	.view_v1 = sizeof(tally_budget_view),
-	.validate = tally__budget_validate,
-	.init = tally__budget_init,
-	.quick = tally__budget_quick,
-	.step = tally__budget_step,
-	.view = tally__budget_view,
-	.due = budget_due,
-};

@@ -24,8 +24,6 @@ struct tally__budget_snap {
 	uint8_t aligned;
 };
 
-extern const struct tally__kind tally__kind_budget;
-
 /*
  * The common case of a budget check, bump or try_consume, inline in the
  * hot paths: the window is certainly not due and the sum does not
@@ -65,5 +63,24 @@ int tally__budget_step(const void *old, void *next, struct tally__args *args,
 void tally__budget_init(void *snap, const void *config, int64_t now);
 int tally__budget_validate(const void *config);
 void tally__budget_view(const void *snap, uint64_t incarnation, void *view);
+bool tally__budget_due(const void *snap, int64_t now);
+
+/* The kind's row (kinds.c lists it). Defined here, not in budget.c, so
+ * that the hot paths (api.c) see its sizes and id as constants. */
+static const struct tally__kind tally__kind_budget = {
+	.name = "budget",
+	.id = TALLY_KIND_BUDGET,
+	.snap_size = sizeof(struct tally__budget_snap),
+	.config_size = sizeof(tally_budget_config),
+	.config_v1 = sizeof(tally_budget_config),
+	.view_size = sizeof(tally_budget_view),
+	.view_v1 = sizeof(tally_budget_view),
+	.validate = tally__budget_validate,
+	.init = tally__budget_init,
+	.quick = tally__budget_quick,
+	.step = tally__budget_step,
+	.view = tally__budget_view,
+	.due = tally__budget_due,
+};
 
 #endif /* TALLY_BUDGET_H */

@@ -85,7 +85,8 @@ create_locked(struct tally__op *op, struct tally__thread *t,
 		return TALLY_EOVERFLOW;
 	if ((r = tally__cell_alloc(s, cls)) == NULL)
 		return TALLY_ENOMEM;
-	r->snap = &s->tombstone;
+	/* An atomic store: iterators read the pointer of every cell. */
+	tally__ptr_store(&r->snap, &s->tombstone);
 	r->hash = probe->hash;
 	r->incarnation = s->next_incarnation;
 	r->kind = k->id;

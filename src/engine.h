@@ -71,7 +71,7 @@ tally__view_out(const struct tally__kind *k, const void *snap,
 /* Runs a transition: the quick path, then the kind's step; if a coarse
  * clock reading could not decide whether a window is due, reads the exact
  * clock and runs the step again. */
-static inline __attribute__((always_inline)) int
+TALLY__HOT int
 tally__step(tally_store *s, const struct tally__kind *k, tally__quick_fn *quick,
 	    const void *old, void *next, struct tally__args *a,
 	    struct tally__rolls *rolls, bool *install)
@@ -109,7 +109,7 @@ tally__step(tally_store *s, const struct tally__kind *k, tally__quick_fn *quick,
  * record turns out removed, probe (may be NULL) finds its successor, and
  * *rp is updated to it.
  */
-static inline __attribute__((always_inline)) int
+TALLY__HOT int
 tally__cas_loop_inline(tally_store *s, struct tally__thread *t,
 		       struct tally__record **rp,
 		       const struct tally__probe *probe,
@@ -197,7 +197,7 @@ tally__cause_of(enum tally__op_code op)
  * compiler cannot see that op->args keeps it across the calls below). The
  * key is valid. Everything that may fail is done before anything changes.
  */
-static inline __attribute__((always_inline)) int
+TALLY__HOT int
 tally__write_inline(struct tally__op *op, enum tally__op_code code,
 		    tally__quick_fn *quick)
 {
@@ -254,7 +254,7 @@ tally__write_inline(struct tally__op *op, enum tally__op_code code,
 
 /* A read (get, check) of the kind whose quick path is `quick`; code as
  * for tally__write_inline. */
-static inline __attribute__((always_inline)) int
+TALLY__HOT int
 tally__read_inline(struct tally__op *op, enum tally__op_code code,
 		   tally__quick_fn *quick)
 {

@@ -50,7 +50,7 @@ tally__lcache_prefetch(struct tally__thread *t, const struct tally__probe *p)
 }
 
 /* Map lookup through the thread's cache; inside an epoch section. */
-static inline __attribute__((always_inline)) struct tally__record *
+TALLY__HOT struct tally__record *
 tally__lookup_cached(tally_store *s, struct tally__thread *t,
 		     const struct tally__probe *p)
 {

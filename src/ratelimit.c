@@ -282,8 +282,8 @@ tally__rl_view(const void *snap, uint64_t incarnation, void *view)
 	v->incarnation = incarnation;
 }
 
-static bool
-rl_due(const void *snap, int64_t now)
+bool
+tally__rl_due(const void *snap, int64_t now)
 {
 	const struct tally__rl_snap *s = snap;
 
@@ -293,19 +293,3 @@ rl_due(const void *snap, int64_t now)
 
 _Static_assert(sizeof(struct tally__rl_snap) <= TALLY__SNAP_MAX,
 	       "TALLY__SNAP_MAX holds a rate-limit snapshot");
-
-const struct tally__kind tally__kind_ratelimit = {
-	.name = "ratelimit",
-	.id = TALLY_KIND_RATELIMIT,
-	.snap_size = sizeof(struct tally__rl_snap),
-	.config_size = sizeof(tally_ratelimit_config),
-	.config_v1 = sizeof(tally_ratelimit_config),
-	.view_size = sizeof(tally_ratelimit_view),
-	.view_v1 = sizeof(tally_ratelimit_view),
-	.validate = tally__rl_validate,
-	.init = tally__rl_init,
-	.quick = tally__rl_quick,
-	.step = tally__rl_step,
-	.view = tally__rl_view,
-	.due = rl_due,
-};

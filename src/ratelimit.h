@@ -25,8 +25,6 @@ struct tally__rl_snap {
 	uint8_t aligned;
 };
 
-extern const struct tally__kind tally__kind_ratelimit;
-
 static inline unsigned
 tally__rl_bit(unsigned i)
 {
@@ -92,5 +90,23 @@ int tally__rl_step(const void *old, void *next, struct tally__args *args,
 void tally__rl_init(void *snap, const void *config, int64_t now);
 int tally__rl_validate(const void *config);
 void tally__rl_view(const void *snap, uint64_t incarnation, void *view);
+bool tally__rl_due(const void *snap, int64_t now);
+
+/* The kind's row (kinds.c lists it), in the header as budget.h's is. */
+static const struct tally__kind tally__kind_ratelimit = {
+	.name = "ratelimit",
+	.id = TALLY_KIND_RATELIMIT,
+	.snap_size = sizeof(struct tally__rl_snap),
+	.config_size = sizeof(tally_ratelimit_config),
+	.config_v1 = sizeof(tally_ratelimit_config),
+	.view_size = sizeof(tally_ratelimit_view),
+	.view_v1 = sizeof(tally_ratelimit_view),
+	.validate = tally__rl_validate,
+	.init = tally__rl_init,
+	.quick = tally__rl_quick,
+	.step = tally__rl_step,
+	.view = tally__rl_view,
+	.due = tally__rl_due,
+};
 
 #endif /* TALLY_RATELIMIT_H */

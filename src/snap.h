@@ -11,7 +11,8 @@
  * Kinds. A kind (budget, rate limit) is a row of the kind table
  * (kinds.c): a struct tally__kind of the sizes and functions the generic
  * code needs (engine, sweep, reclamation, views). A new kind is one file
- * that defines its snapshot, its transitions and its row, plus the row's
+ * pair that defines its snapshot, its transitions and its row (in its
+ * header, as a static const, so hot paths fold its fields), plus the row's
  * entry in the table (and its public calls in api.c).
  */
 #ifndef TALLY_SNAP_H
