@@ -1236,8 +1236,10 @@ usage(FILE *f, const char *argv0)
 		"loop),\n"
 		"                  removes=N (N creates and removes per "
 		"second of\n"
-		"                  other keys); default none. Background rows "
-		"are\n"
+		"                  other keys; removes=0, the pacing thread "
+		"alone, is\n"
+		"                  their control); default none. Background "
+		"rows are\n"
 		"                  in the table only, with the chunks of %u "
 		"calls\n"
 		"                  that took over 1 ms\n"
@@ -1330,7 +1332,7 @@ parse_backgrounds(const char *arg)
 			errno = 0;
 			opt.bg_rate[opt.n_bg] = strtol(tok + 8, &end, 10);
 			if (end == tok + 8 || *end != '\0' || errno != 0 ||
-			    opt.bg_rate[opt.n_bg] < 1 ||
+			    opt.bg_rate[opt.n_bg] < 0 ||
 			    opt.bg_rate[opt.n_bg] > 10000000)
 				return false;
 			opt.bg[opt.n_bg++] = BG_REMOVES;

@@ -2,20 +2,26 @@
  * Sweep at scale: 10^6 records, nothing due, one writer bumping 1,000 of
  * them while a sweeper walks the whole store again and again.
  *
- * The bound. A grace period passes only when every thread has left the
+ * The bounds. A grace period passes only when every thread has left the
  * epoch section it was in. A sweep that held one section for its whole
  * walk (the defect this guards against) held back every grace period for
  * that long: the writer's pending snapshots grew by every write of a walk,
  * about 500,000 per sweep on the 2-core machine this was measured on (a
- * walk of 10^6 records took ~45 ms at ~12 M writes/s). A sweep in chunks
- * leaves its section after each TALLY__ITER_CHUNK cells (a few tens of
- * microseconds), so grace periods keep passing and the writer's pending
- * stays near TALLY__PENDING_HIGH, where it starts waiting for them: 1,000
- * to 15,000 measured, the top of that range when the sweeper was
- * preempted inside a chunk. PEAK_BOUND (64 x TALLY__PENDING_HIGH, 65,536)
- * sits well above that and far below a walk's worth: only a sweeper
- * preempted inside one chunk for several milliseconds, or a sweep that
- * holds a section across chunks, reaches it.
+ * walk of 10^6 records took ~45 ms at ~12 M writes/s; 266,000 to 685,000
+ * peaks measured). A sweep in chunks leaves its section after each
+ * TALLY__ITER_CHUNK cells (tens of microseconds), so grace periods keep
+ * passing and the writer's pending stays near TALLY__PENDING_HIGH, where
+ * it starts waiting for them. Only a sweeper preempted inside a chunk
+ * holds them back longer, for as long as it waits for a core: peaks of
+ * 10,000 to 42,000 were seen then, on a loaded machine.
+ *
+ * So the writer runs ROUNDS rounds and samples the store's pending count
+ * every SAMPLE_EVERY writes. Every round must stay within PEAK_BOUND
+ * (128 x TALLY__PENDING_HIGH, 131,072: a preemption of several
+ * milliseconds inside one chunk, never a walk's worth), and the quietest
+ * round within QUIET_BOUND (4 x TALLY__PENDING_HIGH): a round of 500,000
+ * writes (~40 ms) with no such preemption. A sweep that holds its section
+ * across chunks fails both in every round.
  *
  * Also checked: every write is counted (the sum of usage), every sweep
  * visits every record (the sweep's callback hears nothing: nothing is due;
@@ -39,17 +45,22 @@
 
 #define RECORDS 1000000
 #define HOT 1000
-#define WRITES 3000000L
-#define PEAK_BOUND (64 * TALLY__PENDING_HIGH)
+#define ROUNDS 6
+#define ROUND_WRITES 500000L
+#define WRITES (ROUNDS * ROUND_WRITES)
+#define SAMPLE_EVERY 256
+#define PEAK_BOUND (128 * TALLY__PENDING_HIGH)
+#define QUIET_BOUND (4 * TALLY__PENDING_HIGH)
 
 struct run {
 	tally_store *store;
-	int stop;      /* atomic: the writer is done */
-	long sweeps;   /* sweeper: sweeps completed */
-	size_t rolled; /* sweeper: rolls (none expected) */
-	int sweep_rc;  /* sweeper: first error */
-	long written;  /* writer */
-	int write_rc;  /* writer: first error */
+	int stop;                    /* atomic: the writer is done */
+	long sweeps;                 /* sweeper: sweeps completed */
+	size_t rolled;               /* sweeper: rolls (none expected) */
+	int sweep_rc;                /* sweeper: first error */
+	long written;                /* writer */
+	int write_rc;                /* writer: first error */
+	uint64_t round_peak[ROUNDS]; /* writer: highest pending sampled */
 };
 
 static void
@@ -96,6 +107,18 @@ writer_main(void *arg)
 			break;
 		}
 		r->written++;
+		if (i % SAMPLE_EVERY == 0) {
+			tally_stats st = TALLY_STATS_INIT;
+			uint64_t *peak = &r->round_peak[i / ROUND_WRITES];
+
+			if ((rc = tally_store_stats(r->store, &st)) !=
+			    TALLY_OK) {
+				r->write_rc = rc;
+				break;
+			}
+			if (st.pending > *peak)
+				*peak = st.pending;
+		}
 	}
 	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
 	return NULL;
@@ -120,6 +143,7 @@ test_sweeping_a_million_records(void **state)
 	pthread_t sweeper, writer;
 	size_t heard = 0, rolled = 0;
 	int64_t total = 0;
+	uint64_t quietest = UINT64_MAX, loudest = 0;
 	char key[48];
 
 	(void)state;
@@ -142,18 +166,27 @@ test_sweeping_a_million_records(void **state)
 	pthread_join(writer, NULL);
 	pthread_join(sweeper, NULL);
 	assert_int_equal(tally_store_stats(r.store, &st), TALLY_OK);
-	print_message("%ld writes, %ld sweeps of %d records; peak pending "
-		      "%llu (bound %llu), pending %llu\n",
-		      r.written, r.sweeps, RECORDS,
-		      (unsigned long long)st.peak_pending,
-		      (unsigned long long)PEAK_BOUND,
-		      (unsigned long long)st.pending);
+	for (int i = 0; i < ROUNDS; i++) {
+		if (r.round_peak[i] < quietest)
+			quietest = r.round_peak[i];
+		if (r.round_peak[i] > loudest)
+			loudest = r.round_peak[i];
+	}
+	print_message(
+		"%ld writes, %ld sweeps of %d records; pending sampled "
+		"per round: quietest %llu (bound %llu), loudest %llu "
+		"(bound %llu); peak per thread %llu\n",
+		r.written, r.sweeps, RECORDS, (unsigned long long)quietest,
+		(unsigned long long)QUIET_BOUND, (unsigned long long)loudest,
+		(unsigned long long)PEAK_BOUND,
+		(unsigned long long)st.peak_pending);
 	assert_int_equal(r.write_rc, TALLY_OK);
 	assert_int_equal(r.sweep_rc, TALLY_OK);
 	assert_int_equal(r.written, WRITES);
 	assert_true(r.sweeps >= 1);
 	assert_int_equal(r.rolled, 0);
-	assert_true(st.peak_pending <= PEAK_BOUND);
+	assert_true(loudest <= PEAK_BOUND);
+	assert_true(quietest <= QUIET_BOUND);
 
 	/* Every write counted. */
 	for (long i = 0; i < HOT; i++) {
