@@ -1,8 +1,10 @@
 /*
- * The public calls of both kinds: argument checks, then the engine. The
- * hot paths (bump, try_consume, reset, check, get) are instantiated here
- * once per kind from the inline CAS loop of engine.h with the kind's quick
- * path as a constant, so the common case makes no indirect call.
+ * The public calls of both kinds: argument checks, then the engine. Each
+ * hot call (bump, try_consume, reset, check, get) has one body per kind
+ * here, into which the CAS loop of engine.h is inlined with the call's
+ * operation and the kind's quick path as constants, so the common case
+ * makes no indirect call; both public forms of the call (NUL-terminated
+ * key and _n) jump to it.
  *
  * Order of the checks, the same for every call: the store, the structs
  * (sizes, config contents) and the call's own arguments, then the key;

@@ -123,15 +123,9 @@ tally__upsert(struct tally__op *op)
 	void *next;
 	int rc;
 
-	if ((rc = tally__thread_get(s, &t)) != TALLY_OK)
+	/* The old snapshot, or an old map when the insert grows it. */
+	if ((rc = tally__prepare(op, 3, &t, &next, &probe)) != TALLY_OK)
 		return rc;
-	/* The old snapshot, or up to two old maps when the insert grows it
-	 * (or a rebuild and a grow). */
-	if ((rc = tally__reserve(t, 3)) != TALLY_OK)
-		return rc;
-	if ((next = tally__snap_alloc(t, k->id)) == NULL)
-		return TALLY_ENOMEM;
-	tally__probe_init(&probe, s->seed, op->key, op->key_len, k->id);
 	rolls.n = 0;
 	op->args.now = tally__now(s);
 

@@ -192,6 +192,29 @@ tally__cause_of(enum tally__op_code op)
 }
 
 /*
+ * Everything a write needs before it may change anything: the thread's
+ * record, room to retire `slots` objects, the successor snapshot and the
+ * probe. Any failure returns with nothing changed.
+ */
+TALLY__HOT int
+tally__prepare(const struct tally__op *op, unsigned slots,
+	       struct tally__thread **t, void **next,
+	       struct tally__probe *probe)
+{
+	const struct tally__kind *k = op->kind;
+	int rc;
+
+	if ((rc = tally__thread_get(op->store, t)) != TALLY_OK)
+		return rc;
+	if ((rc = tally__reserve(*t, slots)) != TALLY_OK)
+		return rc;
+	if ((*next = tally__snap_alloc(*t, k->id)) == NULL)
+		return TALLY_ENOMEM;
+	tally__probe_init(probe, op->store->seed, op->key, op->key_len, k->id);
+	return TALLY_OK;
+}
+
+/*
  * A write (bump, try_consume, reset) of the kind whose quick path is
  * `quick`; code is op->args.op, a constant where this is inlined (the
  * compiler cannot see that op->args keeps it across the calls below). The
@@ -212,13 +235,8 @@ tally__write_inline(struct tally__op *op, enum tally__op_code code,
 	void *next;
 	int rc;
 
-	if ((rc = tally__thread_get(s, &t)) != TALLY_OK)
+	if ((rc = tally__prepare(op, 1, &t, &next, &probe)) != TALLY_OK)
 		return rc;
-	if ((rc = tally__reserve(t, 1)) != TALLY_OK)
-		return rc;
-	if ((next = tally__snap_alloc(t, k->id)) == NULL)
-		return TALLY_ENOMEM;
-	tally__probe_init(&probe, s->seed, op->key, op->key_len, k->id);
 	/* Start fetching, for writing, the lines this write will change: the
 	 * successor and (the likely) record. Under contention both are held
 	 * by another core; their transfers then overlap each other and the

@@ -2,12 +2,14 @@
  * Thread records and safe memory reclamation.
  *
  * Invariant. An object that was reachable from the store (a snapshot, a
- * record, an old map) is freed only after every thread that could have
- * loaded a pointer to it has left the epoch section in which it did so.
- * Readers load snapshot pointers only inside a section (engine.c); writers
- * unlink an object by CAS inside a section and retire it afterwards, still
- * inside or later; ck_epoch then withholds the retired object until a grace
- * period has passed. Because a snapshot cannot be freed, let alone reused,
+ * record cell, an old map) is freed or reused only after every thread that
+ * could have loaded a pointer to it has left the epoch section in which it
+ * did so. Readers load record and snapshot pointers only inside a section
+ * (engine.h, lcache.h, iter.c); writers unlink an object (a snapshot by CAS
+ * inside a section; a record, its last snapshot and an old map under the
+ * map's lock) and retire it afterwards, with a full barrier between the
+ * unlinking and the epoch read of the retirement; ck_epoch then withholds
+ * the retired object until a grace period has passed. Because a snapshot cannot be freed, let alone reused,
  * while a thread that loaded it is still inside its section, a plain pointer
  * CAS cannot suffer ABA: the pointer it compares against cannot have been
  * recycled under it.
@@ -24,7 +26,8 @@
  *
  * Polling. A thread polls (ck_epoch_poll_deferred) when it has submitted a
  * batch, outside any section; freed snapshots go to a small per-thread
- * cache that the next writes reuse. Above a high-water mark of pending
+ * cache that the next writes reuse, freed record cells to the store's free
+ * lists. Above a high-water mark of pending
  * objects a thread yields and polls again a bounded number of times: a
  * barrier that cannot deadlock when another thread stalls inside a section
  * (then pending memory grows, visible in tally_store_stats, nothing blocks,

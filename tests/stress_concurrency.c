@@ -2192,7 +2192,7 @@ test_thread_churn(void **state)
 
 /*
  * Bounds, from src/epoch.c and TALLY__BATCH_CAP / TALLY__PENDING_HIGH in
- * src/internal.h. A bump retires one snapshot into the thread's batch; when
+ * src/thread.h. A bump retires one snapshot into the thread's batch; when
  * the batch is full (TALLY__BATCH_CAP) it goes to the epoch and the thread
  * polls after the call, and again every TALLY__POLL_EVERY calls while
  * anything it submitted is pending; above TALLY__PENDING_HIGH it polls
