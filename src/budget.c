@@ -59,7 +59,7 @@ static inline bool
 roll_if_due(struct tally__budget_snap *s, struct tally__args *a,
 	    struct tally__rolls *rolls)
 {
-	if (__builtin_expect(!tally__is_due(a, s->window_end), 1))
+	if (TALLY__LIKELY(!tally__is_due(a, s->window_end)))
 		return false;
 	return roll_due(s, a, rolls);
 }
