@@ -103,7 +103,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define TALLY_VERSION_MAJOR 0
-#define TALLY_VERSION_MINOR 2
+#define TALLY_VERSION_MINOR 3
 #define TALLY_VERSION_PATCH 0
 /* 0xMMmmpp: comparable with >= at compile time. */
 #define TALLY_VERSION_HEX                                                      \
@@ -145,7 +145,8 @@ TALLY_API const char *tally_version_string(void);
 	X(ENOMEM, -12, "out of memory")                                        \
 	X(EOVERFLOW, -75, "the sum would overflow int64")                      \
 	X(EKEY, -1001, "invalid key: must be 1 to 255 bytes")                  \
-	X(EPERIOD, -1002, "invalid period")
+	X(EPERIOD, -1002, "invalid period")                                    \
+	X(ESETTLED, -1003, "the hold was already settled or released")
 
 typedef enum tally_result {
 #define TALLY__RESULT_ENUM(name, value, msg) TALLY_##name = (value),
@@ -278,6 +279,28 @@ typedef enum tally_roll_cause {
 	TALLY_ROLL_RESET = 3   /* an operator reset zeroed it */
 } tally_roll_cause;
 
+/*
+ * Holds that expired (see Admission): every hold of one expiry slot of one
+ * record, dropped from `held` by one CAS. Holds are kept as sums per slot,
+ * so an event covers `holds` holds together; amount is their sum per
+ * counter (budget: amount[0]; rate limit: [0] tokens, [1] requests).
+ */
+typedef struct tally_expiry {
+	size_t size;     /* sizeof(tally_expiry) of the library */
+	const char *key; /* key_len bytes and a NUL; valid during the call */
+	size_t key_len;
+	uint32_t kind;  /* a tally_kind */
+	uint32_t holds; /* how many holds expired */
+	int64_t amount[2];
+	int64_t slot_end;     /* ns: the expiry boundary of their slot */
+	uint64_t version;     /* of the snapshot that dropped them */
+	uint64_t incarnation; /* of the record */
+} tally_expiry;
+
+/* Called once per expiry event, by the thread whose CAS dropped the holds,
+ * under the same rules as the roll listener. */
+typedef void tally_expiry_fn(const tally_expiry *ev, void *ctx);
+
 /* One window that closed. usage_before is what the window held when it was
  * closed; together with the usage a record holds now, the usage_before of
  * every roll accounts for every unit ever applied. */
@@ -324,12 +347,22 @@ typedef struct tally_store_options {
 	 */
 	tally_clock_fn *coarse_clock;
 	void *coarse_clock_ctx;
+	/*
+	 * Holds (see Admission): the longest TTL a hold may ask for, in ns;
+	 * 0 = TALLY_HOLD_TTL_MAX_DEFAULT. At most TALLY_HOLD_TTL_MAX_LIMIT. A
+	 * hold leaves `held` at the first expiry boundary at or after its
+	 * deadline: boundaries are hold_ttl_max / 3 apart (rounded up), so a
+	 * hold expires at most that long after its deadline.
+	 */
+	int64_t hold_ttl_max;
+	tally_expiry_fn *on_expire; /* NULL = no listener */
+	void *on_expire_ctx;
 } tally_store_options;
 
 /* clang-format off */
 #define TALLY_STORE_OPTIONS_INIT                                               \
 	{sizeof(tally_store_options), 0, NULL, NULL, {NULL, NULL, NULL},      \
-	 NULL, NULL, 0, NULL, NULL}
+	 NULL, NULL, 0, NULL, NULL, 0, NULL, NULL}
 /* clang-format on */
 
 /*
@@ -365,10 +398,30 @@ typedef struct tally_stats {
 	uint64_t freed;          /* of those, already freed or recycled */
 	uint64_t pending;        /* retired - freed */
 	uint64_t peak_pending;   /* highest pending seen by any one thread */
+	/* Admission (0.3). Calls of tally_admit, by outcome: */
+	uint64_t admitted;        /* TALLY_OK (mode HOLD or CONSUME) */
+	uint64_t refused_limit;   /* LIMITED: some limit has no room now */
+	uint64_t refused_too_big; /* LIMITED: an amount over a max (never) */
+	uint64_t refused_race;    /* LIMITED in the hold pass, after the
+				     pre-check passed (a concurrent call
+				     took the room) */
+	uint64_t refused_missing; /* ENOENT: a limit's record is missing */
+	uint64_t compensations;   /* holds undone because a later one refused */
+	uint64_t holds;           /* per-record holds taken (and kept) */
+	uint64_t settles;         /* tally_settle calls that succeeded */
+	uint64_t releases;        /* tally_release calls that succeeded */
+	uint64_t partials;        /* tally_settle_partial calls, succeeded */
+	uint64_t late_settles;    /* per-record settles of an expired hold */
+	uint64_t overdraft_units; /* units charged beyond what was held */
+	uint64_t expired_holds;   /* holds dropped by expiry */
+	uint64_t expired_units;   /* units they held (all counters summed) */
+	uint64_t shadow_would_deny; /* shadow limits that would have refused */
 } tally_stats;
 
 /* clang-format off */
-#define TALLY_STATS_INIT {sizeof(tally_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define TALLY_STATS_INIT                                                       \
+	{sizeof(tally_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                    \
+	 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 /* clang-format on */
 
 /* Counters summed over all threads; each is exact for its own thread and the
@@ -443,11 +496,14 @@ typedef struct tally_budget_view {
 	int64_t window_end; /* next boundary; INT64_MAX: it never rolls */
 	uint64_t version;
 	uint64_t incarnation;
+	/* 0.3: holds (see Admission). */
+	int64_t held;   /* sum of the live holds' amounts */
+	uint64_t holds; /* how many holds are live */
 } tally_budget_view;
 
 /* clang-format off */
 #define TALLY_BUDGET_VIEW_INIT                                                 \
-	{sizeof(tally_budget_view), TALLY_BUDGET_CONFIG_INIT, 0, 0, 0, 0, 0}
+	{sizeof(tally_budget_view), TALLY_BUDGET_CONFIG_INIT, 0, 0, 0, 0, 0, 0, 0}
 /* clang-format on */
 
 /*
@@ -597,12 +653,16 @@ typedef struct tally_ratelimit_view {
 	tally_counter_view requests;
 	uint64_t version;
 	uint64_t incarnation;
+	/* 0.3: holds (see Admission), per counter, and how many are live. */
+	int64_t tokens_held;
+	int64_t requests_held;
+	uint64_t holds;
 } tally_ratelimit_view;
 
 /* clang-format off */
 #define TALLY_RATELIMIT_VIEW_INIT                                              \
 	{sizeof(tally_ratelimit_view), TALLY_RATELIMIT_CONFIG_INIT,            \
-	 {0, 0, 0}, {0, 0, 0}, 0, 0}
+	 {0, 0, 0}, {0, 0, 0}, 0, 0, 0, 0, 0}
 /* clang-format on */
 
 /* The rate-limit calls follow the budget calls' conventions. */
@@ -698,6 +758,327 @@ tally_ratelimit_reset_n(tally_store *store, const char *key, size_t key_len,
 TALLY_API int tally_ratelimit_remove_n(tally_store *store, const char *key,
 				       size_t key_len,
 				       tally_ratelimit_view *view);
+
+/* ------------------------------------------------------------------------ */
+/* Admission: holds, several limits in one call, decisions                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * An LLM request's cost is known only after the response, and one request
+ * touches several limits. tally_admit() takes an array of charges (a
+ * budget or a rate limit, its key, an estimate) and holds every estimate
+ * or none; tally_settle() later charges what the request really cost.
+ *
+ * Holds are apart from usage. Every counter keeps `used` (settled: the
+ * views' usage) and `held` (estimates of requests in flight):
+ *   - admission of an estimate e passes iff used + held + e <= max;
+ *     tally_*_check blocks iff used + held >= max, and try_consume takes
+ *     an amount only if used + held + amount <= max;
+ *   - a window roll zeroes used and keeps held (requests in flight stay in
+ *     flight), and so does an operator reset;
+ *   - settle releases the hold and adds the actual amount to the window
+ *     current at settle time, in one CAS per record; the actual may exceed
+ *     the hold (an overdraft: charged in full, never refused, reported);
+ *   - release is a settle of 0 (upstream error, cancel);
+ *   - a partial charge (streaming) moves an amount from held to used and
+ *     reports whether the limit is now reached;
+ *   - every hold has a deadline (now + ttl, ttl at most the store's
+ *     hold_ttl_max). Held amounts are kept as sums in 4 expiry slots per
+ *     counter, so a hold costs no allocation and no registry: once the
+ *     boundary of a hold's slot (its deadline rounded up to the store's
+ *     slot grid, at most hold_ttl_max / 3 later) has passed, the hold no
+ *     longer counts, and the next CAS on the record (any write, or a
+ *     sweep) drops it and reports it to the expiry listener. A settle
+ *     after that charges the actual in full, releases nothing and reports
+ *     TALLY_DECISION_LATE: nothing is subtracted twice, nothing is lost.
+ *   - a counter whose actual is always 0 limits requests in flight (a
+ *     concurrency limit), and expiry heals its leaks.
+ *
+ * The handle (tally_hold) is plain data owned by the caller: no allocation,
+ * it may be copied and settled from any thread, minutes later. It names
+ * each record and its incarnation: after the record is removed (and maybe
+ * created again) settling changes nothing there and reports
+ * TALLY_DECISION_GONE. tally_settle() and tally_release() mark the handle
+ * settled; settling or releasing it again is TALLY_ESETTLED and changes
+ * nothing. (Two copies of one handle are two handles to the library: the
+ * caller settles one of them. A settle that finds its slot holding less
+ * than its amount, as a settled copy would, changes nothing there.) A
+ * handle that is zeroed, changed, or from another store is TALLY_EINVAL.
+ *
+ * Several limits in one call (tally_admit): guarantees.
+ *   1. Per-limit safety: no successful CAS makes used + held > max on a
+ *      counter with a max, except by reported overdrafts and late settles
+ *      (settles are never refused) and by shadow charges. Concurrency
+ *      never over-admits.
+ *   2. All or nothing: a call that returns anything but TALLY_OK has no
+ *      net effect on any limit (holds it took on the way were undone).
+ *   3. Transient effects: while a refused call runs, the holds it took
+ *      before meeting the refusing limit are visible to other calls; they
+ *      can cause extra refusals, never extra admissions. Counted in
+ *      tally_stats.compensations (and refused_race).
+ *   4. Linearizable per record (each hold, settle and partial charge is
+ *      one CAS on its record), not across records.
+ *   5. A fixed acquisition order: records are taken in the order of their
+ *      key hash (then kind, length and bytes), whatever the order of the
+ *      charges, so two calls never refuse each other by taking shared
+ *      limits in opposite orders.
+ *   6. The decision names the first refusing limit (the lowest index in
+ *      the caller's array) and the mask of every limit that would refuse.
+ *      A refused call charges nothing.
+ *   A call first checks every limit without writing (so the common refusal
+ *   takes no hold at all), then holds them in the fixed order, and on a
+ *   refusal releases what it took, in reverse order.
+ * A charge may be a shadow (TALLY_CHARGE_SHADOW): it is held or consumed
+ * and reported like the others but never refuses (dark launch); when it
+ * would have, its report says TALLY_DECISION_SHADOW_WOULD_DENY. Shadow
+ * charges are exempt from guarantee 1.
+ *
+ * Two charges of one call that name the same record (same kind and key)
+ * are TALLY_EINVAL: one charge per record, with the amounts summed by the
+ * caller if that is what it means.
+ */
+
+/* The most charges one call takes. */
+#define TALLY_ADMIT_MAX 16
+
+/* tally_charge.key_len for a NUL-terminated key. */
+#define TALLY_KEY_STRLEN SIZE_MAX
+
+/* tally_charge.flags */
+#define TALLY_CHARGE_SHADOW 0x1u /* charged and reported, never refuses */
+
+/*
+ * One limit of an admission: a record and the estimate to hold (or the
+ * amount to consume, or to peek). Budgets use `amount`; rate limits
+ * `tokens` and `requests` (each counter tested against its own max; a
+ * counter without a max never refuses). The unused amounts must be 0.
+ * This struct and tally_cost are elements of arrays: they never grow (a
+ * new field would come with a new struct and new calls).
+ */
+typedef struct tally_charge {
+	uint32_t kind;  /* TALLY_KIND_BUDGET or TALLY_KIND_RATELIMIT */
+	uint32_t flags; /* TALLY_CHARGE_* */
+	const char *key;
+	size_t key_len; /* bytes, or TALLY_KEY_STRLEN (NUL-terminated) */
+	int64_t amount; /* budget, >= 0 */
+	int64_t tokens; /* rate limit, >= 0 */
+	int64_t requests;
+} tally_charge;
+
+/* What one limit of a hold really cost (tally_settle), or the amount of a
+ * partial charge; the fields as in tally_charge. */
+typedef struct tally_cost {
+	int64_t amount;
+	int64_t tokens;
+	int64_t requests;
+} tally_cost;
+
+/* One record of a hold. Read-only to the caller: a changed byte makes the
+ * whole handle TALLY_EINVAL. */
+typedef struct tally_hold_part {
+	uint64_t record; /* opaque */
+	uint64_t hash;   /* opaque */
+	uint64_t incarnation;
+	int64_t slot;      /* opaque: the expiry slot */
+	int64_t amount[2]; /* still held: budget [0]; tokens, requests */
+	uint32_t kind;     /* a tally_kind */
+	uint32_t flags;    /* the charge's TALLY_CHARGE_* */
+} tally_hold_part;
+
+/* tally_hold.state */
+#define TALLY_HOLD_NONE 0u    /* never held (_INIT) */
+#define TALLY_HOLD_LIVE 1u    /* held: settle or release it */
+#define TALLY_HOLD_SETTLED 2u /* settled or released */
+
+/* A hold on n records, filled by tally_admit(). part[i] is charges[i]. */
+typedef struct tally_hold {
+	size_t size; /* sizeof(tally_hold); set by _INIT */
+	uint64_t store_id;
+	int64_t deadline; /* ns: now + ttl at admission */
+	uint32_t n;
+	uint32_t state; /* TALLY_HOLD_* */
+	uint64_t check; /* opaque */
+	tally_hold_part part[TALLY_ADMIT_MAX];
+} tally_hold;
+
+/* clang-format off */
+#define TALLY_HOLD_INIT {sizeof(tally_hold), 0, 0, 0, TALLY_HOLD_NONE, 0, {{0}}}
+/* clang-format on */
+
+/* Default and largest tally_store_options.hold_ttl_max. */
+#define TALLY_HOLD_TTL_MAX_DEFAULT INT64_C(600000000000)    /* 10 minutes */
+#define TALLY_HOLD_TTL_MAX_LIMIT INT64_C(31622400000000000) /* 366 days */
+
+/* Decision flags (per counter, per limit, and their union per call). */
+#define TALLY_DECISION_DENIED 0x1u    /* refuses (or would, in the mask) */
+#define TALLY_DECISION_TOO_BIG 0x2u   /* amount > max: can never pass */
+#define TALLY_DECISION_OVERDRAFT 0x4u /* charged more than was held */
+#define TALLY_DECISION_LATE 0x8u      /* the hold had expired */
+#define TALLY_DECISION_SHADOW_WOULD_DENY 0x10u
+#define TALLY_DECISION_REACHED 0x20u   /* now used + held >= max */
+#define TALLY_DECISION_GONE 0x40u      /* record removed: nothing done */
+#define TALLY_DECISION_UNLIMITED 0x80u /* counter without a max */
+#define TALLY_DECISION_OVERFLOW 0x100u /* sum past INT64_MAX: not charged */
+
+/* retry_after when a request of this size can never pass. */
+#define TALLY_RETRY_NEVER INT64_MAX
+
+/*
+ * One counter of a limit as the call left it (or, refused, as it found
+ * it): the effective state at the call's time (due windows rolled,
+ * expired holds dropped).
+ */
+typedef struct tally_counter_report {
+	uint32_t counter; /* TALLY_COUNTER_* */
+	uint32_t flags;   /* TALLY_DECISION_* */
+	int64_t max;      /* 0 when TALLY_DECISION_UNLIMITED */
+	int64_t used;
+	int64_t held;
+	int64_t remaining; /* max - used - held, at least 0 (unlimited:
+			      INT64_MAX) */
+	int64_t window_start;
+	int64_t window_end; /* the reset time; INT64_MAX: never */
+	/* ns from the call's time until a request of this size could pass,
+	 * all else equal (the window rolls, holds expire at their slot
+	 * boundary): 0 if it passes now, TALLY_RETRY_NEVER if it never can
+	 * (TOO_BIG, or a budget with no period that is spent). */
+	int64_t retry_after;
+	int64_t overdraft; /* settle, partial: units beyond what was held */
+} tally_counter_report;
+
+/* One limit: a budget's counter is c[0]; a rate limit's c[0] tokens and
+ * c[1] requests. */
+typedef struct tally_limit_report {
+	uint32_t kind;  /* a tally_kind; 0 if not reached (see refused) */
+	uint32_t flags; /* union of its counters' flags */
+	tally_counter_report c[2];
+	uint64_t version; /* of the snapshot the report shows */
+	uint64_t incarnation;
+} tally_limit_report;
+
+typedef struct tally_decision {
+	size_t size;     /* sizeof(tally_decision); set by _INIT */
+	int64_t now;     /* the call's time (one clock reading per call) */
+	int32_t refused; /* index of the first refusing limit, or -1 */
+	uint32_t n;      /* limits reported: limit[0 .. n-1] */
+	uint32_t mask;   /* bit i: limit i refuses, or would */
+	uint32_t flags;  /* union of every limit's flags */
+	tally_limit_report limit[TALLY_ADMIT_MAX];
+} tally_decision;
+
+/* clang-format off */
+#define TALLY_DECISION_INIT {sizeof(tally_decision), 0, -1, 0, 0, 0, {{0}}}
+/* clang-format on */
+
+/* tally_admit modes */
+#define TALLY_ADMIT_HOLD 1u    /* hold the estimates until tally_settle */
+#define TALLY_ADMIT_CONSUME 2u /* take them as used now (try_consume) */
+#define TALLY_ADMIT_PEEK 3u    /* could they pass now? changes nothing */
+
+/*
+ * Admit a request across n limits (1 to TALLY_ADMIT_MAX), all or nothing.
+ * Mode HOLD holds every estimate until tally_settle() or tally_release()
+ * (hold: required, its size set by TALLY_HOLD_INIT; ttl_ns: 1 to the
+ * store's hold_ttl_max); mode CONSUME adds every amount to used at once,
+ * the try_consume of several limits; mode PEEK answers as HOLD would now
+ * and changes nothing. For CONSUME and PEEK, hold must be NULL and ttl_ns
+ * 0. decision (may be NULL) receives one report per charge, in the
+ * charges' order. One clock reading serves the whole call.
+ *
+ * Returns TALLY_OK (admitted: with HOLD, *hold is live), TALLY_LIMITED
+ * (refused: nothing changed; decision->refused and ->mask say which),
+ * TALLY_ENOENT (a charge's record does not exist: nothing changed;
+ * decision->refused names it, flagged GONE), TALLY_EINVAL (NULL store or
+ * charges, n out of range, bad mode, ttl, flags, kind, amount < 0 or an
+ * amount the kind does not use, two charges of one record, bad sizes),
+ * TALLY_EKEY, TALLY_ENOMEM, TALLY_EOVERFLOW (a held sum or a version would
+ * overflow: nothing changed). On an error decision->n is 0 and *hold is
+ * left as it was.
+ */
+TALLY_API TALLY_NODISCARD int tally_admit(tally_store *store,
+					  const tally_charge *charges, size_t n,
+					  uint32_t mode, int64_t ttl_ns,
+					  tally_hold *hold,
+					  tally_decision *decision);
+
+/*
+ * Settle a live hold: for each record, in one CAS, release what the hold
+ * still holds and add actual[i] to used in the window current now. n must
+ * equal hold->n. Never refused: an actual above the hold is an overdraft
+ * (charged, flagged, counted); a hold that expired is charged in full and
+ * flagged LATE; a record that was removed is flagged GONE and untouched;
+ * an actual that would take used past INT64_MAX is not charged there
+ * (flagged OVERFLOW; the hold is still released). The hold is marked
+ * settled. Returns TALLY_OK, TALLY_ESETTLED (already settled: nothing
+ * changed), TALLY_EINVAL (NULL store or hold, a hold never taken, changed
+ * or of another store, n != hold->n, actual NULL or negative, bad sizes),
+ * TALLY_ENOMEM (nothing changed).
+ */
+TALLY_API TALLY_NODISCARD int tally_settle(tally_store *store, tally_hold *hold,
+					   const tally_cost *actual, size_t n,
+					   tally_decision *decision);
+
+/* tally_settle with every actual 0 (upstream error, cancel). */
+TALLY_API TALLY_NODISCARD int
+tally_release(tally_store *store, tally_hold *hold, tally_decision *decision);
+
+/*
+ * A partial charge of a live hold (streaming): for each record, in one
+ * CAS, add amount[i] to used and take up to that much out of what the hold
+ * still holds there (hold->part[i].amount goes down by it; the excess is
+ * an overdraft). The hold stays live: a later settle charges its actual on
+ * top of the partial charges and releases the rest. Each report says
+ * TALLY_DECISION_REACHED when used + held >= max after the charge, so the
+ * caller may cut the stream. Results as tally_settle's, except that the
+ * hold is not marked settled.
+ */
+TALLY_API TALLY_NODISCARD int tally_settle_partial(tally_store *store,
+						   tally_hold *hold,
+						   const tally_cost *amount,
+						   size_t n,
+						   tally_decision *decision);
+
+/* ------------------------------------------------------------------------ */
+/* Headers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* tally_header_policy.unit */
+#define TALLY_UNIT_OTHER 0u    /* money or any unit: vendor parameter */
+#define TALLY_UNIT_REQUESTS 1u /* IETF registered: qu="requests" */
+#define TALLY_UNIT_CONCURRENT_REQUESTS 2u /* qu="concurrent-requests" */
+#define TALLY_UNIT_TOKENS 3u              /* LLM tokens: vendor parameter */
+
+/* A counter of a decision to describe in headers, under a policy name. */
+typedef struct tally_header_policy {
+	const char *name; /* sf-string content: printable ASCII */
+	uint32_t limit;   /* index into decision->limit */
+	uint32_t counter; /* TALLY_COUNTER_BUDGET, _TOKENS or _REQUESTS */
+	uint32_t unit;    /* TALLY_UNIT_* */
+} tally_header_policy;
+
+/* tally_headers_format fields */
+#define TALLY_HEADERS_IETF 0x1u   /* RateLimit-Policy, RateLimit */
+#define TALLY_HEADERS_LEGACY 0x2u /* X-RateLimit-Limit/-Remaining/-Reset */
+#define TALLY_HEADERS_LEGACY_EPOCH 0x4u /* X-RateLimit-Reset: epoch seconds */
+#define TALLY_HEADERS_OPENAI 0x8u       /* x-ratelimit-*-requests/-tokens */
+#define TALLY_HEADERS_RETRY_AFTER 0x10u /* Retry-After, when refused */
+
+/*
+ * Format the header fields of a decision into buf, one "Name: value\r\n"
+ * line per field, NUL-terminated. See ADMISSION.md section 5 and the
+ * README for the exact formats; all times are rounded up to whole seconds
+ * (or to the OpenAI duration's unit) at nanosecond resolution, never 0 on
+ * a refusal; Retry-After is absent when the request can never pass.
+ * Returns the length of the full text (not counting the NUL), like
+ * snprintf: if that is >= size the text was truncated. Returns
+ * TALLY_EINVAL for a NULL decision, a bad size, a NULL policies with
+ * npolicies > 0, a policy naming a limit or counter the decision lacks, a
+ * name that is not a valid sf-string, or NULL buf with size > 0.
+ */
+TALLY_API int tally_headers_format(const tally_decision *decision,
+				   const tally_header_policy *policies,
+				   size_t npolicies, uint32_t fields, char *buf,
+				   size_t size);
 
 #ifdef __cplusplus
 }

@@ -100,9 +100,115 @@ tally__budget_init(void *snap, const void *config, int64_t now)
 
 	memset(s, 0, sizeof *s);
 	s->anchor = now;
+	s->hold_due = INT64_MAX;
 	apply_config(s, cfg);
 	lattice_of(s, &l);
 	tally__window(&l, now, &s->window_start, &s->window_end);
+}
+
+static struct tally__hs
+hs_of(struct tally__budget_snap *s)
+{
+	struct tally__hs h;
+
+	h.due = &s->hold_due;
+	h.count = s->hold_count;
+	h.total[0] = &s->held;
+	h.total[1] = NULL;
+	h.slot = s->held_slot;
+	h.nc = 1;
+	return h;
+}
+
+/* What every write does first: drop the dead hold slots and roll a due
+ * window (notes in rolls, which may be NULL). Returns whether the snapshot
+ * changed. */
+static bool
+catch_up(struct tally__budget_snap *s, struct tally__args *a,
+	 struct tally__rolls *rolls)
+{
+	struct tally__hs h = hs_of(s);
+	bool changed = false;
+
+	if (TALLY__UNLIKELY(s->hold_due != INT64_MAX))
+		changed = tally__holds_expire(&h, a, rolls);
+	return roll_if_due(s, a, rolls) || changed;
+}
+
+/* The amount an admission-like operation tests or a report describes. */
+static int64_t
+request_amount(const struct tally__args *a)
+{
+	return a->op == TALLY__OP_SETTLE || a->op == TALLY__OP_PARTIAL
+		       ? a->held_amount[0]
+		       : a->amount[0];
+}
+
+void
+tally__budget_report(const void *snap, const struct tally__args *a,
+		     tally_limit_report *rep)
+{
+	struct tally__budget_snap *s = (struct tally__budget_snap *)snap;
+	struct tally__hs h = hs_of(s);
+
+	tally__report_counter(&rep->c[0], &h, 0, a, request_amount(a), true,
+			      s->max_limit, s->usage, s->window_start,
+			      s->window_end);
+	rep->c[0].counter = TALLY_COUNTER_BUDGET;
+	rep->kind = TALLY_KIND_BUDGET;
+	rep->flags = rep->c[0].flags;
+}
+
+/* Fills a->report (if any) from next, with extra flags and overdraft. */
+static void
+report(const struct tally__budget_snap *next, const struct tally__args *a,
+       unsigned flags, int64_t overdraft)
+{
+	if (a->report == NULL)
+		return;
+	tally__budget_report(next, a, a->report);
+	a->report->c[0].flags |= flags;
+	a->report->c[0].overdraft = overdraft;
+	a->report->flags = a->report->c[0].flags;
+}
+
+/* Settle and partial charge: take the hold out of its slot and charge the
+ * actual amount to the current window. */
+static int
+settle(struct tally__budget_snap *next, struct tally__args *a,
+       struct tally__rolls *rolls, bool *install)
+{
+	struct tally__hs h = hs_of(next);
+	int64_t actual = a->actual[0], overdraft = 0;
+	unsigned flags = 0;
+	int rc;
+
+	(void)catch_up(next, a, rolls);
+	if (a->need_exact)
+		return TALLY__NEED_CLOCK;
+	rc = tally__holds_take(&h, a);
+	if (rc < 0) {
+		tally__notes_clear(rolls);
+		*install = false;
+		return rc;
+	}
+	/* A late hold released nothing: the whole actual is charged, as
+	 * LATE, not as an overdraft (which is the excess over a live hold). */
+	if (rc == 0)
+		flags |= TALLY_DECISION_LATE;
+	else if (actual > a->moved[0])
+		overdraft = actual - a->moved[0];
+	if (actual > INT64_MAX - next->usage) {
+		flags |= TALLY_DECISION_OVERFLOW;
+		overdraft = 0;
+	} else {
+		next->usage += actual;
+	}
+	if (overdraft > 0)
+		flags |= TALLY_DECISION_OVERDRAFT;
+	*install = true;
+	report(next, a, flags, overdraft);
+	return TALLY_OK;
 }
 
 int
@@ -111,9 +217,11 @@ tally__budget_step(const void *old_snap, void *next_snap, struct tally__args *a,
 {
 	const struct tally__budget_snap *old = old_snap;
 	struct tally__budget_snap *next = next_snap;
+	struct tally__hs h = hs_of(next);
 	tally__lattice l;
-	int64_t start, end, amount = a->amount[0];
-	bool rolled;
+	int64_t start, end, amount = a->amount[0], room;
+	bool changed;
+	int rc;
 
 	*next = *old;
 	*install = false;
@@ -122,40 +230,93 @@ tally__budget_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		return TALLY_OK;
 
 	case TALLY__OP_CHECK:
-		(void)roll_if_due(next, a, NULL);
+		(void)catch_up(next, a, NULL);
 		if (a->need_exact)
 			return TALLY__NEED_CLOCK;
-		return next->usage >= next->max_limit ? TALLY_LIMITED
-						      : TALLY_OK;
+		return tally__room(next->max_limit, next->usage, next->held) <=
+				       0
+			       ? TALLY_LIMITED
+			       : TALLY_OK;
 
 	case TALLY__OP_BUMP:
-		rolled = roll_if_due(next, a, rolls);
+		changed = catch_up(next, a, rolls);
 		if (a->need_exact)
 			return TALLY__NEED_CLOCK;
 		if (amount > INT64_MAX - next->usage) {
-			rolls->n = 0;
+			tally__notes_clear(rolls);
 			return TALLY_EOVERFLOW;
 		}
+		room = tally__room(next->max_limit, next->usage, next->held);
 		next->usage += amount;
-		*install = rolled || amount != 0;
+		*install = changed || amount != 0;
+		report(next, a,
+		       a->shadow && amount > room
+			       ? TALLY_DECISION_SHADOW_WOULD_DENY
+			       : 0,
+		       0);
 		return TALLY_OK;
 
 	case TALLY__OP_TRY:
-		rolled = roll_if_due(next, a, rolls);
+	case TALLY__OP_PEEK:
+		changed = catch_up(next, a, rolls);
 		if (a->need_exact)
 			return TALLY__NEED_CLOCK;
-		if (amount > next->max_limit - next->usage) {
+		if (amount >
+		    tally__room(next->max_limit, next->usage, next->held)) {
 			/* Nothing taken, nothing changed: not even the roll. */
-			rolls->n = 0;
+			tally__notes_clear(rolls);
+			if (a->shadow && a->op == TALLY__OP_PEEK) {
+				report(next, a,
+				       TALLY_DECISION_SHADOW_WOULD_DENY, 0);
+				return TALLY_OK;
+			}
+			report(next, a, TALLY_DECISION_DENIED, 0);
 			return TALLY_LIMITED;
 		}
+		if (a->op == TALLY__OP_PEEK) {
+			tally__notes_clear(rolls);
+			report(next, a, 0, 0);
+			return TALLY_OK;
+		}
 		next->usage += amount;
-		*install = rolled || amount != 0;
+		*install = changed || amount != 0;
+		report(next, a, 0, 0);
 		return TALLY_OK;
+
+	case TALLY__OP_HOLD: {
+		unsigned flags = 0;
+
+		(void)catch_up(next, a, rolls);
+		if (a->need_exact)
+			return TALLY__NEED_CLOCK;
+		if (amount >
+		    tally__room(next->max_limit, next->usage, next->held)) {
+			if (!a->shadow) {
+				tally__notes_clear(rolls);
+				report(next, a, TALLY_DECISION_DENIED, 0);
+				return TALLY_LIMITED;
+			}
+			flags = TALLY_DECISION_SHADOW_WOULD_DENY;
+		}
+		if ((rc = tally__holds_place(&h, a, &amount)) != TALLY_OK) {
+			tally__notes_clear(rolls);
+			*next = *old;
+			return rc;
+		}
+		*install = true;
+		report(next, a, flags, 0);
+		return TALLY_OK;
+	}
+
+	case TALLY__OP_SETTLE:
+	case TALLY__OP_PARTIAL:
+		return settle(next, a, rolls, install);
 
 	case TALLY__OP_RESET:
 		if (old->version != a->observed_version)
 			return TALLY_CONFLICT;
+		if (next->hold_due != INT64_MAX)
+			(void)tally__holds_expire(&h, a, rolls);
 		lattice_of(next, &l);
 		tally__window(&l, a->now, &start, &end);
 		if (start < next->window_start) {
@@ -178,13 +339,13 @@ tally__budget_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		return TALLY_OK;
 
 	case TALLY__OP_ROLL:
-		*install = roll_if_due(next, a, rolls);
+		*install = catch_up(next, a, rolls);
 		return TALLY_OK;
 
 	case TALLY__OP_UPSERT:
 		apply_config(next, a->config);
-		/* Keep usage and window_start; re-derive the end under the
-		 * new lattice so the invariant holds. */
+		/* Keep usage, holds and window_start; re-derive the end under
+		 * the new lattice so the invariant holds. */
 		lattice_of(next, &l);
 		tally__window(&l, next->window_start, &start, &end);
 		next->window_end = end;
@@ -212,6 +373,10 @@ tally__budget_view(const void *snap, uint64_t incarnation, void *view)
 	v->window_end = s->window_end;
 	v->version = s->version;
 	v->incarnation = incarnation;
+	v->held = s->held;
+	v->holds = 0;
+	for (unsigned i = 0; i < TALLY__HOLD_SLOTS; i++)
+		v->holds += s->hold_count[i];
 }
 
 bool
@@ -219,10 +384,16 @@ tally__budget_due(const void *snap, int64_t now)
 {
 	const struct tally__budget_snap *s = snap;
 
-	return tally__window_due(now, s->window_end);
+	return tally__window_due(now, s->window_end) ||
+	       tally__window_due(now, s->hold_due);
 }
 
 _Static_assert(sizeof(struct tally__budget_snap) <= TALLY__SNAP_MAX,
 	       "TALLY__SNAP_MAX holds a budget snapshot");
-_Static_assert(sizeof(struct tally__budget_snap) == 64,
-	       "a budget snapshot is one cache line");
+_Static_assert(sizeof(((struct tally__budget_snap *)0)->hold_count) ==
+		       TALLY__HOLD_SLOTS * sizeof(uint32_t),
+	       "a slot count per hold slot");
+_Static_assert(sizeof(struct tally__budget_snap) == 128,
+	       "a budget snapshot is two cache lines");
+_Static_assert(offsetof(struct tally__budget_snap, period_count) == 64,
+	       "the hot fields of a budget snapshot share its first line");

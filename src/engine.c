@@ -21,6 +21,20 @@
 
 #include "engine.h"
 
+void
+tally__view_out_old(const struct tally__kind *k, const void *snap,
+		    uint64_t incarnation, void *view)
+{
+	uint64_t full[512 / sizeof(uint64_t)];
+	size_t size;
+
+	TALLY_ASSERT(k->view_size <= sizeof full);
+	memcpy(&size, view, sizeof size);
+	k->view(snap, incarnation, full);
+	memcpy((char *)view + sizeof size, (char *)full + sizeof size,
+	       size - sizeof size);
+}
+
 int
 tally__cas_loop(tally_store *s, struct tally__thread *t,
 		struct tally__record **rp, const struct tally__probe *probe,
@@ -44,6 +58,22 @@ tally__report(tally_store *s, const char *key, size_t key_len, unsigned kind,
 
 	memcpy(copy, key, key_len);
 	copy[key_len] = '\0';
+	if (rolls->exp.holds != 0 && s->on_expire != NULL) {
+		tally_expiry ev;
+
+		ev.size = sizeof ev;
+		ev.key = copy;
+		ev.key_len = key_len;
+		ev.kind = kind;
+		ev.holds = rolls->exp.holds;
+		ev.amount[0] = rolls->exp.amount[0];
+		ev.amount[1] =
+			kind == TALLY_KIND_BUDGET ? 0 : rolls->exp.amount[1];
+		ev.slot_end = rolls->exp.slot_end;
+		ev.version = version;
+		ev.incarnation = incarnation;
+		s->on_expire(&ev, s->on_expire_ctx);
+	}
 	for (unsigned i = 0; i < rolls->n; i++) {
 		const struct tally__roll_note *n = &rolls->note[i];
 		tally_roll ev;
@@ -126,7 +156,7 @@ tally__upsert(struct tally__op *op)
 	/* The old snapshot, or an old map when the insert grows it. */
 	if ((rc = tally__prepare(op, 3, &t, &next, &probe)) != TALLY_OK)
 		return rc;
-	rolls.n = 0;
+	tally__notes_clear(&rolls);
 	op->args.now = tally__now(s);
 
 	for (;;) {
@@ -153,7 +183,7 @@ tally__upsert(struct tally__op *op)
 			pthread_mutex_unlock(&s->write_lock);
 			continue;
 		}
-		rolls.n = 0;
+		tally__notes_clear(&rolls);
 		rc = create_locked(op, t, &probe, next);
 		pthread_mutex_unlock(&s->write_lock);
 		installed = rc == TALLY_CREATED;
@@ -162,7 +192,7 @@ tally__upsert(struct tally__op *op)
 
 	if (!installed)
 		tally__snap_free(t, next, k->id);
-	else if (rolls.n != 0)
+	else if (tally__notes_any(&rolls))
 		tally__report(s, op->key, op->key_len, k->id, incarnation,
 			      TALLY_ROLL_INLINE, &rolls, version, NULL, NULL);
 	tally__maintain(t);

@@ -56,16 +56,30 @@ tally__op_init(struct tally__op *op, tally_store *store, const char *key,
 	op->key_len = key_len;
 	op->kind = kind;
 	op->args.op = code;
+	op->args.grain = store->hold_grain;
 	op->view = view;
 }
 
-/* Fills a view (may be NULL) from a snapshot the caller may read. */
+/* Fills a view of an older layout (engine.c). */
+void tally__view_out_old(const struct tally__kind *k, const void *snap,
+			 uint64_t incarnation, void *view);
+
+/* Fills a view (may be NULL, else its size checked by the caller) from a
+ * snapshot the caller may read; a view of an older layout gets the bytes
+ * its size covers. */
 static inline void
 tally__view_out(const struct tally__kind *k, const void *snap,
 		uint64_t incarnation, void *view)
 {
-	if (view != NULL)
+	size_t size;
+
+	if (view == NULL)
+		return;
+	memcpy(&size, view, sizeof size);
+	if (TALLY__LIKELY(size >= k->view_size))
 		k->view(snap, incarnation, view);
+	else
+		tally__view_out_old(k, snap, incarnation, view);
 }
 
 /* Runs a transition: the quick path, then the kind's step; if a coarse
@@ -85,7 +99,7 @@ tally__step(tally_store *s, const struct tally__kind *k, tally__quick_fn *quick,
 		a->now = tally__now(s);
 		a->now_coarse = false;
 		a->need_exact = false;
-		rolls->n = 0;
+		tally__notes_clear(rolls);
 		rc = k->step(old, next, a, rolls, install);
 	}
 	return rc;
@@ -139,14 +153,14 @@ tally__cas_loop_inline(tally_store *s, struct tally__thread *t,
 			}
 			return TALLY_ENOENT;
 		}
-		rolls->n = 0;
+		tally__notes_clear(rolls);
 		rc = tally__step(s, k, quick, old, next, args, rolls, &install);
 		if (rc < 0 || !install)
 			return rc;
 		v = tally__snap_version(old);
 		if (TALLY__UNLIKELY(v == UINT64_MAX)) {
 			/* Versions never wrap (tally.h, Versions). */
-			rolls->n = 0;
+			tally__notes_clear(rolls);
 			return TALLY_EOVERFLOW;
 		}
 		tally__snap_set_version(next, v + 1);
@@ -156,8 +170,8 @@ tally__cas_loop_inline(tally_store *s, struct tally__thread *t,
 			tally__retire(t, old, k->snap_size,
 				      tally__snap_type(k->id));
 			tally__stat_add(&t->st.writes, 1);
-			if (rolls->n != 0)
-				tally__stat_add(&t->st.rolls, rolls->n);
+			if (TALLY__UNLIKELY(tally__notes_any(rolls)))
+				tally__stat_notes(t, rolls);
 			return rc;
 		}
 		tally__stat_add(&t->st.cas_retries, 1);
@@ -177,7 +191,8 @@ int tally__cas_loop(tally_store *s, struct tally__thread *t,
 		    void *next, struct tally__rolls *rolls, bool *installed,
 		    uint64_t *version);
 
-/* Reports rolls to the listener and to an extra callback (sweep). */
+/* Reports rolls to the listener and to an extra callback (sweep), and
+ * expired holds to the expiry listener. */
 void tally__report(tally_store *s, const char *key, size_t key_len,
 		   unsigned kind, uint64_t incarnation, tally_roll_cause cause,
 		   const struct tally__rolls *rolls, uint64_t version,
@@ -243,7 +258,7 @@ tally__write_inline(struct tally__op *op, enum tally__op_code code,
 	 * clock read instead of following one another. */
 	tally__prefetch_w(next);
 	tally__lcache_prefetch(t, &probe);
-	rolls.n = 0; /* notes are filled only when n grows */
+	tally__notes_clear(&rolls); /* notes are filled only as n grows */
 	tally__now_for(s, &op->args, code);
 
 	tally__section_begin(t);
@@ -262,7 +277,7 @@ tally__write_inline(struct tally__op *op, enum tally__op_code code,
 
 	if (!installed)
 		tally__snap_free(t, next, k->id);
-	else if (rolls.n != 0)
+	else if (tally__notes_any(&rolls))
 		tally__report(s, op->key, op->key_len, k->id, incarnation,
 			      tally__cause_of(code), &rolls, version, NULL,
 			      NULL);
@@ -311,7 +326,7 @@ tally__read_inline(struct tally__op *op, enum tally__op_code code,
 			rc = TALLY_OK;
 			break;
 		}
-		rolls.n = 0;
+		tally__notes_clear(&rolls);
 		rc = tally__step(s, k, quick, old, buf, &op->args, &rolls,
 				 &install);
 		TALLY_ASSERT(!install);

@@ -75,6 +75,33 @@ tally__lookup_cached(tally_store *s, struct tally__thread *t,
 	return r;
 }
 
+/*
+ * The record at address `want` whose hash is `hash`, if it is in the map
+ * (a hold handle's record), through the thread's cache; inside an epoch
+ * section. `want` is only compared, never dereferenced: it may be stale.
+ */
+static inline struct tally__record *
+tally__lookup_ptr_cached(tally_store *s, struct tally__thread *t,
+			 const struct tally__record *want, unsigned long hash)
+{
+	unsigned gen = tally__load_uint(&s->lc_gen[tally__lcache_stripe(hash)]);
+	struct tally__lcache_ent *set =
+		t->lcache[hash & (TALLY__LCACHE_SETS - 1)];
+	struct tally__ptr_probe pp;
+	struct tally__record *r;
+
+	for (unsigned w = 0; w < 2; w++)
+		if (set[w].r == want && want != NULL && set[w].gen == gen &&
+		    set[w].hash == (uint32_t)hash)
+			return set[w].r;
+	pp.tag = &tally__ptr_probe_tag;
+	pp.record = want;
+	r = ck_hs_get(&s->hs, hash, &pp);
+	if (r != NULL)
+		tally__tsan_acquire(r);
+	return r;
+}
+
 /* A remove's invalidation of r's stripe, before r is retired. */
 static inline void
 tally__lcache_invalidate(tally_store *s, const struct tally__record *r)

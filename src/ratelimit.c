@@ -113,6 +113,7 @@ tally__rl_init(void *snap, const void *config, int64_t now)
 	const tally_ratelimit_config *cfg = config;
 	memset(s, 0, sizeof *s);
 	s->anchor = now;
+	s->hold_due = INT64_MAX;
 	apply_config(s, cfg);
 	for (unsigned i = 0; i < 2; i++) {
 		tally__lattice l;
@@ -123,15 +124,60 @@ tally__rl_init(void *snap, const void *config, int64_t now)
 	}
 }
 
-/* Mask of counters with a max that usage has reached. */
+static struct tally__hs
+hs_of(struct tally__rl_snap *s)
+{
+	struct tally__hs h;
+
+	h.due = &s->hold_due;
+	h.count = s->hold_count;
+	h.total[0] = &s->c[0].held;
+	h.total[1] = &s->c[1].held;
+	h.slot = s->held_slot;
+	h.nc = 2;
+	return h;
+}
+
+/* Drops dead hold slots and rolls due counters (notes in rolls, which may
+ * be NULL); returns whether the snapshot changed. */
+static bool
+catch_up(struct tally__rl_snap *s, struct tally__args *a,
+	 struct tally__rolls *rolls)
+{
+	struct tally__hs h = hs_of(s);
+	bool changed = false;
+
+	if (TALLY__UNLIKELY(s->hold_due != INT64_MAX))
+		changed = tally__holds_expire(&h, a, rolls);
+	return roll_due(s, a, rolls) != 0 || changed;
+}
+
+/* Mask of counters with a max that used + held has reached. */
 static unsigned
 blocked(const struct tally__rl_snap *s)
 {
 	unsigned mask = 0;
 
 	for (unsigned i = 0; i < 2; i++)
-		if (s->c[i].has_max && s->c[i].usage >= s->c[i].max)
+		if (s->c[i].has_max &&
+		    tally__room(s->c[i].max, s->c[i].usage, s->c[i].held) <= 0)
 			mask |= tally__rl_bit(i);
+	return mask;
+}
+
+/* Mask of counters with a max that amount does not fit. */
+static unsigned
+no_room(const struct tally__rl_snap *s, const int64_t amount[2])
+{
+	unsigned mask = 0;
+
+	for (unsigned i = 0; i < 2; i++) {
+		const struct tally__counter *c = &s->c[i];
+
+		if (c->has_max &&
+		    amount[i] > tally__room(c->max, c->usage, c->held))
+			mask |= tally__rl_bit(i);
+	}
 	return mask;
 }
 
@@ -142,13 +188,109 @@ would_overflow(const struct tally__rl_snap *s, const int64_t amount[2])
 	       amount[1] > INT64_MAX - s->c[1].usage;
 }
 
+void
+tally__rl_report(const void *snap, const struct tally__args *a,
+		 tally_limit_report *rep)
+{
+	struct tally__rl_snap *s = (struct tally__rl_snap *)snap;
+	struct tally__hs h = hs_of(s);
+	bool settling = a->op == TALLY__OP_SETTLE || a->op == TALLY__OP_PARTIAL;
+
+	rep->kind = TALLY_KIND_RATELIMIT;
+	rep->flags = 0;
+	for (unsigned i = 0; i < 2; i++) {
+		const struct tally__counter *c = &s->c[i];
+
+		tally__report_counter(&rep->c[i], &h, i, a,
+				      settling ? a->held_amount[i]
+					       : a->amount[i],
+				      c->has_max != 0, c->max, c->usage,
+				      c->window_start, c->window_end);
+		rep->c[i].counter = tally__rl_bit(i);
+		rep->flags |= rep->c[i].flags;
+	}
+}
+
+/* Fills a->report (if any) from next; flags[i] and overdraft[i] are added
+ * to counter i (NULL: none). */
+static void
+report(const struct tally__rl_snap *next, const struct tally__args *a,
+       const unsigned flags[2], const int64_t overdraft[2])
+{
+	tally_limit_report *rep = a->report;
+
+	if (rep == NULL)
+		return;
+	tally__rl_report(next, a, rep);
+	if (flags == NULL)
+		return;
+	for (unsigned i = 0; i < 2; i++) {
+		rep->c[i].flags |= flags[i];
+		if (overdraft != NULL)
+			rep->c[i].overdraft = overdraft[i];
+		rep->flags |= rep->c[i].flags;
+	}
+}
+
+/* Per-counter flags: `flag` on the counters of mask. */
+static void
+mask_flags(unsigned flags[2], unsigned mask, unsigned flag)
+{
+	for (unsigned i = 0; i < 2; i++)
+		flags[i] = (mask & tally__rl_bit(i)) != 0 ? flag : 0;
+}
+
+/* Settle and partial charge (see budget.c). */
+static int
+settle(struct tally__rl_snap *next, struct tally__args *a,
+       struct tally__rolls *rolls, bool *install)
+{
+	struct tally__hs h = hs_of(next);
+	unsigned flags[2] = {0, 0};
+	int64_t overdraft[2] = {0, 0};
+	int rc;
+
+	(void)catch_up(next, a, rolls);
+	if (a->need_exact)
+		return TALLY__NEED_CLOCK;
+	rc = tally__holds_take(&h, a);
+	if (rc < 0) {
+		tally__notes_clear(rolls);
+		*install = false;
+		return rc;
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		struct tally__counter *c = &next->c[i];
+		int64_t actual = a->actual[i];
+
+		if (rc == 0)
+			flags[i] |= TALLY_DECISION_LATE;
+		else if (actual > a->moved[i])
+			overdraft[i] = actual - a->moved[i];
+		if (actual > INT64_MAX - c->usage) {
+			flags[i] |= TALLY_DECISION_OVERFLOW;
+			overdraft[i] = 0;
+		} else {
+			c->usage += actual;
+		}
+		if (overdraft[i] > 0)
+			flags[i] |= TALLY_DECISION_OVERDRAFT;
+	}
+	*install = true;
+	report(next, a, flags, overdraft);
+	return TALLY_OK;
+}
+
 int
 tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 	       struct tally__rolls *rolls, bool *install)
 {
 	const struct tally__rl_snap *old = old_snap;
 	struct tally__rl_snap *next = next_snap;
-	unsigned rolled, mask = 0;
+	struct tally__hs h = hs_of(next);
+	unsigned flags[2], mask = 0;
+	bool changed;
+	int rc;
 
 	*next = *old;
 	*install = false;
@@ -158,50 +300,72 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		return TALLY_OK;
 
 	case TALLY__OP_CHECK:
-		(void)roll_due(next, a, NULL);
+		(void)catch_up(next, a, NULL);
 		if (a->need_exact)
 			return TALLY__NEED_CLOCK;
 		a->out_mask = blocked(next);
 		return a->out_mask != 0 ? TALLY_LIMITED : TALLY_OK;
 
 	case TALLY__OP_BUMP:
-		rolled = roll_due(next, a, rolls);
+		changed = catch_up(next, a, rolls);
 		if (a->need_exact)
 			return TALLY__NEED_CLOCK;
 		if (would_overflow(next, a->amount)) {
-			rolls->n = 0;
+			tally__notes_clear(rolls);
 			return TALLY_EOVERFLOW;
 		}
+		mask = a->shadow ? no_room(next, a->amount) : 0;
 		next->c[0].usage += a->amount[0];
 		next->c[1].usage += a->amount[1];
-		*install =
-			rolled != 0 || a->amount[0] != 0 || a->amount[1] != 0;
+		*install = changed || a->amount[0] != 0 || a->amount[1] != 0;
+		mask_flags(flags, mask, TALLY_DECISION_SHADOW_WOULD_DENY);
+		report(next, a, flags, NULL);
 		return TALLY_OK;
 
 	case TALLY__OP_TRY:
-		rolled = roll_due(next, a, rolls);
+	case TALLY__OP_PEEK:
+	case TALLY__OP_HOLD:
+		changed = catch_up(next, a, rolls);
 		if (a->need_exact)
 			return TALLY__NEED_CLOCK;
-		for (unsigned i = 0; i < 2; i++) {
-			const struct tally__counter *c = &next->c[i];
-
-			if (c->has_max && a->amount[i] > c->max - c->usage)
-				mask |= tally__rl_bit(i);
-		}
-		if (mask != 0) {
-			rolls->n = 0;
+		mask = no_room(next, a->amount);
+		if (mask != 0 && !(a->shadow && a->op != TALLY__OP_TRY)) {
+			tally__notes_clear(rolls);
 			a->out_mask = mask;
+			mask_flags(flags, mask, TALLY_DECISION_DENIED);
+			report(next, a, flags, NULL);
 			return TALLY_LIMITED;
 		}
+		mask_flags(flags, mask, TALLY_DECISION_SHADOW_WOULD_DENY);
+		if (a->op == TALLY__OP_PEEK) {
+			tally__notes_clear(rolls);
+			report(next, a, flags, NULL);
+			return TALLY_OK;
+		}
+		if (a->op == TALLY__OP_HOLD) {
+			rc = tally__holds_place(&h, a, a->amount);
+			if (rc != TALLY_OK) {
+				tally__notes_clear(rolls);
+				*next = *old;
+				return rc;
+			}
+			*install = true;
+			report(next, a, flags, NULL);
+			return TALLY_OK;
+		}
 		if (would_overflow(next, a->amount)) {
-			rolls->n = 0;
+			tally__notes_clear(rolls);
 			return TALLY_EOVERFLOW;
 		}
 		next->c[0].usage += a->amount[0];
 		next->c[1].usage += a->amount[1];
-		*install =
-			rolled != 0 || a->amount[0] != 0 || a->amount[1] != 0;
+		*install = changed || a->amount[0] != 0 || a->amount[1] != 0;
+		report(next, a, NULL, NULL);
 		return TALLY_OK;
+
+	case TALLY__OP_SETTLE:
+	case TALLY__OP_PARTIAL:
+		return settle(next, a, rolls, install);
 
 	case TALLY__OP_RESET:
 		if (old->version != a->observed_version)
@@ -229,11 +393,14 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 			mask |= tally__rl_bit(i);
 		}
 		a->out_mask = mask;
+		/* Holds stay; the dead ones go with a reset that writes. */
+		if (mask != 0 && next->hold_due != INT64_MAX)
+			(void)tally__holds_expire(&h, a, rolls);
 		*install = mask != 0;
 		return TALLY_OK;
 
 	case TALLY__OP_ROLL:
-		*install = roll_due(next, a, rolls) != 0;
+		*install = catch_up(next, a, rolls);
 		return TALLY_OK;
 
 	case TALLY__OP_UPSERT:
@@ -280,6 +447,11 @@ tally__rl_view(const void *snap, uint64_t incarnation, void *view)
 	v->config.calendar_aligned = s->aligned != 0;
 	v->version = s->version;
 	v->incarnation = incarnation;
+	v->tokens_held = s->c[0].held;
+	v->requests_held = s->c[1].held;
+	v->holds = 0;
+	for (unsigned i = 0; i < TALLY__HOLD_SLOTS; i++)
+		v->holds += s->hold_count[i];
 }
 
 bool
@@ -288,8 +460,14 @@ tally__rl_due(const void *snap, int64_t now)
 	const struct tally__rl_snap *s = snap;
 
 	return tally__window_due(now, s->c[0].window_end) ||
-	       tally__window_due(now, s->c[1].window_end);
+	       tally__window_due(now, s->c[1].window_end) ||
+	       tally__window_due(now, s->hold_due);
 }
 
+_Static_assert(sizeof(((struct tally__rl_snap *)0)->hold_count) ==
+		       TALLY__HOLD_SLOTS * sizeof(uint32_t),
+	       "a slot count per hold slot");
+_Static_assert(offsetof(struct tally__rl_snap, anchor) == 128,
+	       "the hot fields of a rate-limit snapshot fill its first lines");
 _Static_assert(sizeof(struct tally__rl_snap) <= TALLY__SNAP_MAX,
 	       "TALLY__SNAP_MAX holds a rate-limit snapshot");

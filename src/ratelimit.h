@@ -4,25 +4,30 @@
 #ifndef TALLY_RATELIMIT_H
 #define TALLY_RATELIMIT_H
 
-#include "snap.h"
+#include "hold.h"
 
 struct tally__counter {
 	int64_t usage;
-	int64_t window_start;
+	int64_t held; /* sum of its held_slot row */
 	int64_t window_end;
 	int64_t max;
+	int64_t window_start;
 	int64_t period_count;
 	uint8_t period_unit;
 	uint8_t has_max;
 };
 
-/* 120 bytes: two cache lines in a snapshot slab. */
+/* 224 bytes: the first two cache lines hold what the hot paths read (the
+ * hold due time and both counters), the rest the hold slots (hold.h). */
 struct tally__rl_snap {
 	uint64_t version;
+	int64_t hold_due;           /* hold.h: INT64_MAX while none is live */
 	struct tally__counter c[2]; /* [0] tokens, [1] requests */
 	int64_t anchor;
 	int16_t offset_min;
 	uint8_t aligned;
+	uint32_t hold_count[4]; /* TALLY__HOLD_SLOTS */
+	int64_t held_slot[2][4];
 };
 
 static inline unsigned
@@ -33,7 +38,7 @@ tally__rl_bit(unsigned i)
 
 /*
  * The same as tally__budget_quick for a rate limit: check, bump or
- * try_consume with neither counter's window possibly due and no sum
+ * try_consume with no counter's window and no hold slot possibly due, no sum
  * overflowing; sets a->out_mask as tally__rl_step does. test_ratelimit
  * checks agreement on a grid.
  */
@@ -49,14 +54,16 @@ tally__rl_quick(const void *old_snap, void *next_snap, struct tally__args *a,
 	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY &&
 	     a->op != TALLY__OP_CHECK) ||
 	    !tally__surely_not_due(a, old->c[0].window_end) ||
-	    !tally__surely_not_due(a, old->c[1].window_end))
+	    !tally__surely_not_due(a, old->c[1].window_end) ||
+	    !tally__surely_not_due(a, old->hold_due))
 		return TALLY__QUICK_NO;
 	if (a->op == TALLY__OP_CHECK) {
 		*next = *old;
 		*install = false;
 		for (unsigned i = 0; i < 2; i++)
 			if (old->c[i].has_max &&
-			    old->c[i].usage >= old->c[i].max)
+			    tally__room(old->c[i].max, old->c[i].usage,
+					old->c[i].held) <= 0)
 				mask |= tally__rl_bit(i);
 		a->out_mask = mask;
 		return mask != 0 ? TALLY_LIMITED : TALLY_OK;
@@ -71,7 +78,8 @@ tally__rl_quick(const void *old_snap, void *next_snap, struct tally__args *a,
 		for (unsigned i = 0; i < 2; i++) {
 			const struct tally__counter *c = &old->c[i];
 
-			if (c->has_max && amount[i] > c->max - c->usage)
+			if (c->has_max &&
+			    amount[i] > tally__room(c->max, c->usage, c->held))
 				mask |= tally__rl_bit(i);
 		}
 		if (mask != 0) {
@@ -91,6 +99,8 @@ void tally__rl_init(void *snap, const void *config, int64_t now);
 int tally__rl_validate(const void *config);
 void tally__rl_view(const void *snap, uint64_t incarnation, void *view);
 bool tally__rl_due(const void *snap, int64_t now);
+void tally__rl_report(const void *snap, const struct tally__args *a,
+		      tally_limit_report *rep);
 
 /* The kind's row (kinds.c lists it), in the header as budget.h's is. */
 static const struct tally__kind tally__kind_ratelimit = {
@@ -100,13 +110,14 @@ static const struct tally__kind tally__kind_ratelimit = {
 	.config_size = sizeof(tally_ratelimit_config),
 	.config_v1 = sizeof(tally_ratelimit_config),
 	.view_size = sizeof(tally_ratelimit_view),
-	.view_v1 = sizeof(tally_ratelimit_view),
+	.view_v1 = offsetof(tally_ratelimit_view, tokens_held), /* 0.2 */
 	.validate = tally__rl_validate,
 	.init = tally__rl_init,
 	.quick = tally__rl_quick,
 	.step = tally__rl_step,
 	.view = tally__rl_view,
 	.due = tally__rl_due,
+	.report = tally__rl_report,
 };
 
 #endif /* TALLY_RATELIMIT_H */

@@ -106,6 +106,15 @@ tally__key_check(const char *key, size_t *len)
 /* Tells a lookup probe from a record in the map's compare callback. */
 extern const char tally__probe_tag;
 
+/* A probe that matches one record by its address (hold handles): the
+ * compare callback never dereferences `record`. */
+extern const char tally__ptr_probe_tag;
+
+struct tally__ptr_probe {
+	const void *tag; /* &tally__ptr_probe_tag */
+	const struct tally__record *record;
+};
+
 static inline unsigned long
 tally__key_hash(const char *key, size_t len, unsigned kind, uint64_t seed)
 {

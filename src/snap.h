@@ -28,7 +28,12 @@ enum tally__op_code {
 	TALLY__OP_TRY,
 	TALLY__OP_RESET,
 	TALLY__OP_ROLL, /* sweep: roll what is due, nothing else */
-	TALLY__OP_UPSERT
+	TALLY__OP_UPSERT,
+	/* Admission (admit.c): read-only test, hold, settle, partial charge. */
+	TALLY__OP_PEEK,
+	TALLY__OP_HOLD,
+	TALLY__OP_SETTLE,
+	TALLY__OP_PARTIAL
 };
 
 struct tally__args {
@@ -41,6 +46,16 @@ struct tally__args {
 	unsigned counters;         /* reset mask (rate limit) */
 	unsigned out_mask;         /* limited / reset mask (rate limit) */
 	const void *config;        /* upsert: validated, full-size config */
+	/* Holds (hold.h). grain: the store's slot length (ns). */
+	int64_t grain;
+	int64_t ttl;            /* hold: ns, 1 .. the store's maximum */
+	int64_t slot;           /* hold (out), settle and partial (in) */
+	int64_t held_amount[2]; /* settle, partial: what the hold holds */
+	int64_t actual[2];      /* settle, partial: what to charge */
+	int64_t moved[2];       /* settle, partial (out): left held */
+	bool shadow;            /* peek, hold, try, bump: never refuses */
+	/* Peek, hold, try, bump, settle, partial: filled when not NULL. */
+	tally_limit_report *report;
 };
 
 /* A roll computed by a transition, reported after its CAS succeeds. */
@@ -53,10 +68,35 @@ struct tally__roll_note {
 
 #define TALLY__ROLLS_MAX 2 /* counters per record */
 
+/* Holds that expired in one transition (hold.h), summed over the slots
+ * it dropped. */
+struct tally__expiry_note {
+	uint32_t holds;
+	int64_t amount[2];
+	int64_t slot_end; /* the boundary of the latest slot dropped */
+};
+
 struct tally__rolls {
 	unsigned n;
 	struct tally__roll_note note[TALLY__ROLLS_MAX];
+	struct tally__expiry_note exp; /* exp.holds == 0: none */
 };
+
+/* Whether a transition's notes have anything to report. */
+static inline bool
+tally__notes_any(const struct tally__rolls *r)
+{
+	return r->n != 0 || r->exp.holds != 0;
+}
+
+/* Forgets a transition's notes (a retry, a refusal). The expiry note's
+ * other fields are written when its count first grows (hold.c). */
+static inline void
+tally__notes_clear(struct tally__rolls *r)
+{
+	r->n = 0;
+	r->exp.holds = 0;
+}
 
 /* A transition's answer when args->now is coarse and a window might be due:
  * the engine reads the exact clock and runs the transition again. */
@@ -131,8 +171,12 @@ struct tally__kind {
 	tally__step_fn *step;
 	/* Fills a full-size public view (all but its size field). */
 	void (*view)(const void *snap, uint64_t incarnation, void *view);
-	/* Whether a window of snap is due at now (sweep). */
+	/* Whether a window or a hold slot of snap is due at now (sweep). */
 	bool (*due)(const void *snap, int64_t now);
+	/* Fills rep->c[] and rep->flags from snap (a transition's result)
+	 * for a request of a's amounts (settle, partial: the hold's). */
+	void (*report)(const void *snap, const struct tally__args *a,
+		       tally_limit_report *rep);
 };
 
 /* Kind ids run from 1 to TALLY__KIND_END - 1; tally__kinds[0] is NULL. */
@@ -141,7 +185,7 @@ extern const struct tally__kind *const tally__kinds[TALLY__KIND_END];
 
 /* The largest snapshot of any kind: read paths copy into a buffer this big
  * (each kind file checks its snapshot against it). */
-#define TALLY__SNAP_MAX 128
+#define TALLY__SNAP_MAX 256
 
 static inline const struct tally__kind *
 tally__kind_of(unsigned id)

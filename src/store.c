@@ -37,9 +37,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "hold.h"
 #include "store.h"
 
 const char tally__probe_tag = 0;
+const char tally__ptr_probe_tag = 0;
 /* The store whose map the calling thread is writing (under write_lock). */
 static _Thread_local struct map_ctx {
 	tally_store *store;
@@ -171,6 +173,10 @@ hs_compare(const void *stored, const void *arg)
 		const struct tally__probe *p = arg;
 
 		return r->hash == p->hash && tally__record_matches(r, p);
+	} else if (first == &tally__ptr_probe_tag) {
+		const struct tally__ptr_probe *p = arg;
+
+		return r == p->record;
 	} else {
 		const struct tally__record *k = arg;
 
@@ -391,6 +397,10 @@ tally_store_create(tally_store **out, const tally_store_options *options)
 	}
 	if (o.expected_records > MAP_MAX_CAPACITY / 2)
 		return TALLY_EINVAL;
+	if (o.hold_ttl_max < 0 || o.hold_ttl_max > TALLY_HOLD_TTL_MAX_LIMIT)
+		return TALLY_EINVAL;
+	if (o.hold_ttl_max == 0)
+		o.hold_ttl_max = TALLY_HOLD_TTL_MAX_DEFAULT;
 
 	s = o.allocator.malloc(o.allocator.ctx, sizeof *s);
 	if (s == NULL)
@@ -407,12 +417,24 @@ tally_store_create(tally_store **out, const tally_store_options *options)
 	}
 	s->on_roll = o.on_roll;
 	s->on_roll_ctx = o.on_roll_ctx;
+	s->on_expire = o.on_expire;
+	s->on_expire_ctx = o.on_expire_ctx;
+	s->hold_ttl_max = o.hold_ttl_max;
+	s->hold_grain = tally__hold_grain(o.hold_ttl_max);
 	s->seed = o.hash_seed;
 	if (s->seed == 0) {
 		int64_t now = default_clock(NULL);
 		uintptr_t addr = (uintptr_t)s;
 
 		s->seed = tally__hash(&now, sizeof now, (uint64_t)addr) | 1;
+	}
+	{
+		/* Distinct per store (the address and the time of creation)
+		 * even with an equal hash_seed; hold handles carry it. */
+		uint64_t id[2] = {(uint64_t)(uintptr_t)s,
+				  (uint64_t)default_clock(NULL)};
+
+		s->store_id = tally__hash(id, sizeof id, s->seed ^ 0x5a17ull);
 	}
 	s->next_incarnation = 1;
 	s->version_floor = 1;
@@ -494,36 +516,57 @@ tally_store_destroy(tally_store *s)
 TALLY_API int
 tally_store_stats(tally_store *s, tally_stats *out)
 {
+	tally_stats st = TALLY_STATS_INIT;
 	struct tally__thread *t;
 	uint64_t active = 0;
+	size_t size;
 
 	if (s == NULL || out == NULL || out->size < STATS_V1_SIZE)
 		return TALLY_EINVAL;
-	memset((char *)out + sizeof out->size, 0,
-	       sizeof *out - sizeof out->size);
+	size = out->size < sizeof st ? out->size : sizeof st;
 	pthread_mutex_lock(&s->reg_lock);
 	for (t = s->all; t != NULL; t = t->all_next) {
+		const struct tally__tstats *ts = &t->st;
 		uint64_t pend;
 
-		out->writes += tally__stat_load(&t->st.writes);
-		out->cas_retries += tally__stat_load(&t->st.cas_retries);
-		out->rolls += tally__stat_load(&t->st.rolls);
-		out->retired += tally__stat_load(&t->st.retired);
-		out->freed += tally__stat_load(&t->st.freed);
-		pend = tally__stat_load(&t->st.peak_pending);
-		if (pend > out->peak_pending)
-			out->peak_pending = pend;
+#define SUM(f) st.f += tally__stat_load(&ts->f)
+		SUM(writes);
+		SUM(cas_retries);
+		SUM(rolls);
+		SUM(retired);
+		SUM(freed);
+		SUM(admitted);
+		SUM(refused_limit);
+		SUM(refused_too_big);
+		SUM(refused_race);
+		SUM(refused_missing);
+		SUM(compensations);
+		SUM(holds);
+		SUM(settles);
+		SUM(releases);
+		SUM(partials);
+		SUM(late_settles);
+		SUM(overdraft_units);
+		SUM(expired_holds);
+		SUM(expired_units);
+		SUM(shadow_would_deny);
+#undef SUM
+		pend = tally__stat_load(&ts->peak_pending);
+		if (pend > st.peak_pending)
+			st.peak_pending = pend;
 		active += tally__load_uint(&t->in_use) != 0;
 	}
-	out->threads = s->threads_total;
+	st.threads = s->threads_total;
 	pthread_mutex_unlock(&s->reg_lock);
-	out->threads_active = active;
+	st.threads_active = active;
 	/* Threads move on while they are summed: never wrap. */
-	out->pending =
-		out->retired > out->freed ? out->retired - out->freed : 0;
+	st.pending = st.retired > st.freed ? st.retired - st.freed : 0;
 	pthread_mutex_lock(&s->write_lock);
-	out->records = ck_hs_count(&s->hs);
+	st.records = ck_hs_count(&s->hs);
 	pthread_mutex_unlock(&s->write_lock);
+	/* Only the bytes of the caller's layout; never its size field. */
+	memcpy((char *)out + sizeof out->size, (char *)&st + sizeof st.size,
+	       size - sizeof st.size);
 	return TALLY_OK;
 }
 

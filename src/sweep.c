@@ -79,6 +79,7 @@ tally_sweep(tally_store *s, tally_roll_fn *cb, void *ctx, size_t *rolled)
 			memset(&args, 0, sizeof args);
 			args.op = TALLY__OP_ROLL;
 			args.now = now;
+			args.grain = s->hold_grain;
 			(void)tally__cas_loop(s, t, &r, NULL, k, &args,
 					      succ[k->id], &p->rolls,
 					      &installed, &p->version);

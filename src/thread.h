@@ -68,6 +68,22 @@ struct tally__tstats {
 	uint64_t retired;
 	uint64_t freed;
 	uint64_t peak_pending;
+	/* Admission (admit.c), and expiry wherever a CAS drops holds. */
+	uint64_t expired_holds;
+	uint64_t expired_units;
+	uint64_t admitted;
+	uint64_t refused_limit;
+	uint64_t refused_too_big;
+	uint64_t refused_race;
+	uint64_t refused_missing;
+	uint64_t compensations;
+	uint64_t holds;
+	uint64_t settles;
+	uint64_t releases;
+	uint64_t partials;
+	uint64_t late_settles;
+	uint64_t overdraft_units;
+	uint64_t shadow_would_deny;
 };
 
 /*
@@ -207,6 +223,20 @@ tally__retire(struct tally__thread *t, void *ptr, size_t size, unsigned type)
 		return;
 	}
 	tally__retire_slow(t, ptr, size, type);
+}
+
+/* Counts a transition's notes (rolls, expired holds) after its CAS. */
+static inline void
+tally__stat_notes(struct tally__thread *t, const struct tally__rolls *r)
+{
+	if (r->n != 0)
+		tally__stat_add(&t->st.rolls, r->n);
+	if (r->exp.holds != 0) {
+		tally__stat_add(&t->st.expired_holds, r->exp.holds);
+		tally__stat_add(&t->st.expired_units,
+				(uint64_t)r->exp.amount[0] +
+					(uint64_t)r->exp.amount[1]);
+	}
 }
 
 #endif /* TALLY_THREAD_H */

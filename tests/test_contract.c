@@ -267,7 +267,7 @@ test_struct_sizes(void **state)
 	assert_int_equal(tally_ratelimit_upsert(s, "r", &rc, NULL),
 			 TALLY_EINVAL);
 	rc.size = sizeof rc;
-	v.size = sizeof v - 1;
+	v.size = offsetof(tally_budget_view, held) - 1; /* below 0.2's */
 	assert_int_equal(tally_budget_upsert(s, "b", &c, &v), TALLY_EINVAL);
 	assert_int_equal(tally_budget_get(s, "b", &v), TALLY_EINVAL);
 	rv.size = 0;
@@ -321,8 +321,52 @@ test_struct_sizes(void **state)
 		assert_int_equal(big.newer[15], 0x77);
 	}
 
-	st.size = sizeof st - 1;
-	assert_int_equal(tally_store_stats(s, &st), TALLY_EINVAL);
+	/* The 0.2 layouts (before the hold fields): filled up to their
+	 * size, nothing past it written. */
+	{
+		struct {
+			tally_budget_view v;
+			char after[8];
+		} old;
+		struct {
+			tally_ratelimit_view v;
+			char after[8];
+		} rold;
+		struct {
+			tally_stats st;
+			char after[8];
+		} sold;
+		size_t bsz = offsetof(tally_budget_view, held);
+		size_t rsz = offsetof(tally_ratelimit_view, tokens_held);
+		size_t ssz = offsetof(tally_stats, admitted);
+
+		memset(&old, 0x66, sizeof old);
+		old.v.size = bsz;
+		assert_int_equal(tally_budget_bump(s, "b", 1, &old.v),
+				 TALLY_OK);
+		assert_int_equal(old.v.usage, 3);
+		assert_int_equal(old.v.size, bsz);
+		assert_int_equal(((unsigned char *)&old)[bsz], 0x66);
+		assert_int_equal(((unsigned char *)&old)[sizeof old - 1], 0x66);
+		assert_int_equal(tally_budget_get(s, "b", &old.v), TALLY_OK);
+		assert_int_equal(((unsigned char *)&old)[bsz], 0x66);
+
+		memset(&rold, 0x66, sizeof rold);
+		rold.v.size = rsz;
+		assert_int_equal(tally_ratelimit_bump(s, "r", 1, 1, &rold.v),
+				 TALLY_OK);
+		assert_int_equal(rold.v.requests.usage, 1);
+		assert_int_equal(((unsigned char *)&rold)[rsz], 0x66);
+
+		memset(&sold, 0x66, sizeof sold);
+		sold.st.size = ssz;
+		assert_int_equal(tally_store_stats(s, &sold.st), TALLY_OK);
+		assert_int_equal(sold.st.records, 2);
+		assert_int_equal(((unsigned char *)&sold)[ssz], 0x66);
+		sold.st.size = ssz - 1;
+		assert_int_equal(tally_store_stats(s, &sold.st), TALLY_EINVAL);
+	}
+
 	st.size = 0;
 	assert_int_equal(tally_store_stats(s, &st), TALLY_EINVAL);
 	st.size = sizeof st;

@@ -99,6 +99,7 @@ assert_counter_equal(const struct tally__counter *a,
 		     const struct tally__counter *b)
 {
 	assert_int_equal(a->usage, b->usage);
+	assert_int_equal(a->held, b->held);
 	assert_int_equal(a->window_start, b->window_start);
 	assert_int_equal(a->window_end, b->window_end);
 	assert_int_equal(a->max, b->max);
@@ -998,10 +999,24 @@ test_view_copies_every_field(void **state)
 	(void)state;
 	memset(&s, 0, sizeof s);
 	s.version = UINT64_C(0xfedcba9876543210);
-	s.c[0] = (struct tally__counter){11, -12, 13, 14, 15, TALLY_PERIOD_WEEK,
-					 1};
-	s.c[1] = (struct tally__counter){21, 22, 23, 24, 25, TALLY_PERIOD_MONTH,
-					 0};
+	s.c[0] = (struct tally__counter){.usage = 11,
+					 .held = 16,
+					 .window_start = -12,
+					 .window_end = 13,
+					 .max = 14,
+					 .period_count = 15,
+					 .period_unit = TALLY_PERIOD_WEEK,
+					 .has_max = 1};
+	s.c[1] = (struct tally__counter){.usage = 21,
+					 .held = 26,
+					 .window_start = 22,
+					 .window_end = 23,
+					 .max = 24,
+					 .period_count = 25,
+					 .period_unit = TALLY_PERIOD_MONTH,
+					 .has_max = 0};
+	s.hold_count[1] = 3;
+	s.hold_count[3] = 4;
 	s.anchor = -31;
 	s.offset_min = 1234;
 	s.aligned = 1;
@@ -1031,6 +1046,9 @@ test_view_copies_every_field(void **state)
 	assert_int_equal(v.config.anchor, -31);
 	assert_int_equal(v.config.utc_offset_minutes, 1234);
 	assert_true(v.config.calendar_aligned);
+	assert_int_equal(v.tokens_held, 16);
+	assert_int_equal(v.requests_held, 26);
+	assert_int_equal(v.holds, 7);
 }
 
 /*

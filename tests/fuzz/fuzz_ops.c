@@ -1028,7 +1028,7 @@ op_budget(struct input *in, unsigned op)
 	poison_bview(&lv);
 	poison_bview(&mv);
 	if (smallview)
-		lv.size = mv.size = sizeof lv - 1;
+		lv.size = mv.size = offsetof(tally_budget_view, held) - 1;
 	switch (op) {
 	case 0: {
 		tally_budget_config c = pick_budget_config(in);
@@ -1131,7 +1131,8 @@ op_ratelimit(struct input *in, unsigned op)
 	poison_rview(&lv);
 	poison_rview(&mv);
 	if (smallview)
-		lv.size = mv.size = sizeof lv - 1;
+		lv.size = mv.size =
+			offsetof(tally_ratelimit_view, tokens_held) - 1;
 	switch (op) {
 	case 0: {
 		tally_ratelimit_config c = pick_rl_config(in);

@@ -559,8 +559,9 @@ offset_ok(int32_t off)
 /* Views                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* A view (or config) whose size names no released layout: every struct of
- * tally.h has had one layout so far, the one this file is built with. */
+/* A view (or config) whose size names no released layout: smaller than
+ * the first (the configs have one layout; the views gained the hold
+ * fields in 0.3, and a 0.2 view is still accepted). */
 static bool
 bad_size(const void *s, size_t size)
 {
@@ -572,8 +573,8 @@ bad_size(const void *s, size_t size)
 	return v < size;
 }
 
-#define BAD_BVIEW(v) bad_size((v), sizeof(tally_budget_view))
-#define BAD_RVIEW(v) bad_size((v), sizeof(tally_ratelimit_view))
+#define BAD_BVIEW(v) bad_size((v), offsetof(tally_budget_view, held))
+#define BAD_RVIEW(v) bad_size((v), offsetof(tally_ratelimit_view, tokens_held))
 
 /* A removed record's versions stay below every later record's. */
 static void

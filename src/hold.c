@@ -1,0 +1,233 @@
+/*
+ * Holds: expiry slots, placement, settlement, retry-after and counter
+ * reports (see hold.h for the slot scheme). Pure: no ck, no threads.
+ */
+#include "hold.h"
+
+bool
+tally__holds_any(const struct tally__hs *h)
+{
+	return *h->due != INT64_MAX;
+}
+
+/* b, the first live slot number; only while a hold is live. */
+static int64_t
+first_live(const struct tally__hs *h, int64_t grain)
+{
+	return *h->due / grain;
+}
+
+static bool
+counts_zero(const struct tally__hs *h)
+{
+	for (unsigned i = 0; i < TALLY__HOLD_SLOTS; i++)
+		if (h->count[i] != 0)
+			return false;
+	return true;
+}
+
+bool
+tally__holds_expire(const struct tally__hs *h, struct tally__args *a,
+		    struct tally__rolls *rolls)
+{
+	int64_t g = a->grain, b, nb, end;
+
+	if (*h->due == INT64_MAX || !tally__is_due(a, *h->due))
+		return false;
+	b = first_live(h, g);
+	nb = tally__floor_div(a->now, g) + 1;
+	if (nb <= b)
+		return false; /* only under saturation */
+	end = nb - b < TALLY__HOLD_SLOTS ? nb : b + TALLY__HOLD_SLOTS;
+	for (int64_t j = b; j < end; j++) {
+		unsigned ix = tally__hold_index(j);
+		uint32_t n = h->count[ix];
+
+		if (n != 0 && rolls != NULL) {
+			struct tally__expiry_note *e = &rolls->exp;
+
+			if (e->holds == 0) {
+				e->amount[0] = e->amount[1] = 0;
+			}
+			e->holds += n;
+			for (unsigned c = 0; c < h->nc; c++)
+				e->amount[c] += h->slot[c][ix];
+			e->slot_end = j * g;
+		}
+		h->count[ix] = 0;
+		for (unsigned c = 0; c < h->nc; c++) {
+			*h->total[c] -= h->slot[c][ix];
+			h->slot[c][ix] = 0;
+		}
+	}
+	/* Every live slot number is below (INT64_MAX - 1) / g + 1 (place),
+	 * so nb * g fits while one is left. */
+	*h->due = counts_zero(h) ? INT64_MAX : nb * g;
+	return true;
+}
+
+int
+tally__holds_place(const struct tally__hs *h, struct tally__args *a,
+		   const int64_t *amount)
+{
+	int64_t g = a->grain, d, s, b;
+	unsigned ix;
+
+	if (__builtin_add_overflow(a->now, a->ttl, &d))
+		return TALLY_EOVERFLOW;
+	s = tally__ceil_div(d, g);
+	b = *h->due == INT64_MAX ? tally__floor_div(a->now, g) + 1
+				 : first_live(h, g);
+	if (s < b)
+		s = b; /* a clock behind the record's: never before b */
+	/* The slot's end must be a time (not the INT64_MAX sentinel). */
+	if (s > (INT64_MAX - 1) / g || b > (INT64_MAX - 1) / g)
+		return TALLY_EOVERFLOW;
+	/* ttl <= (K - 1) * g puts s at most at b + K - 1 (hold.h). */
+	TALLY_ASSERT(s - b < TALLY__HOLD_SLOTS);
+	if (s - b >= TALLY__HOLD_SLOTS)
+		return TALLY_EINVAL;
+	ix = tally__hold_index(s);
+	if (h->count[ix] == UINT32_MAX)
+		return TALLY_EOVERFLOW;
+	for (unsigned c = 0; c < h->nc; c++)
+		if (amount[c] > INT64_MAX - *h->total[c])
+			return TALLY_EOVERFLOW;
+	h->count[ix]++;
+	for (unsigned c = 0; c < h->nc; c++) {
+		h->slot[c][ix] += amount[c];
+		*h->total[c] += amount[c];
+	}
+	if (*h->due == INT64_MAX)
+		*h->due = b * g;
+	a->slot = s;
+	return TALLY_OK;
+}
+
+int
+tally__holds_take(const struct tally__hs *h, struct tally__args *a)
+{
+	int64_t b;
+	unsigned ix;
+	bool partial = a->op == TALLY__OP_PARTIAL;
+
+	a->moved[0] = a->moved[1] = 0;
+	if (*h->due == INT64_MAX)
+		return 0;
+	b = first_live(h, a->grain);
+	if (a->slot < b)
+		return 0;
+	if (a->slot - b >= TALLY__HOLD_SLOTS)
+		return TALLY_ESETTLED; /* no such slot: not this record's */
+	ix = tally__hold_index(a->slot);
+	if (h->count[ix] == 0)
+		return TALLY_ESETTLED;
+	for (unsigned c = 0; c < h->nc; c++)
+		if (h->slot[c][ix] < a->held_amount[c])
+			return TALLY_ESETTLED;
+	for (unsigned c = 0; c < h->nc; c++) {
+		int64_t take = a->held_amount[c];
+
+		if (partial && a->actual[c] < take)
+			take = a->actual[c];
+		h->slot[c][ix] -= take;
+		*h->total[c] -= take;
+		a->moved[c] = take;
+	}
+	if (!partial) {
+		h->count[ix]--;
+		if (counts_zero(h))
+			*h->due = INT64_MAX;
+	}
+	return 1;
+}
+
+/* Whether amount fits with used and held (max applies). */
+static bool
+fits(int64_t amount, int64_t max, int64_t used, int64_t held)
+{
+	return amount <= tally__room(max, used, held);
+}
+
+/* What counter c of h holds at time t: the slots whose end is after t. */
+static int64_t
+held_at(const struct tally__hs *h, unsigned c, int64_t grain, int64_t t)
+{
+	int64_t b, left = 0;
+
+	if (*h->due == INT64_MAX)
+		return 0;
+	b = first_live(h, grain);
+	for (int64_t j = b; j < b + TALLY__HOLD_SLOTS; j++)
+		if (j * grain > t)
+			left += h->slot[c][tally__hold_index(j)];
+	return left;
+}
+
+int64_t
+tally__retry_after(const struct tally__hs *h, unsigned c, int64_t grain,
+		   int64_t now, int64_t amount, int64_t max, int64_t used,
+		   int64_t window_end)
+{
+	int64_t cand[TALLY__HOLD_SLOTS + 1], best = TALLY_RETRY_NEVER;
+	unsigned n = 0;
+
+	if (fits(amount, max, used, held_at(h, c, grain, now)))
+		return 0;
+	if (amount > max)
+		return TALLY_RETRY_NEVER;
+	/* Used drops to 0 at the window's end (all else equal: one roll);
+	 * held drops at each live slot's end. The answer is the earliest of
+	 * these times at which the amount fits. */
+	if (window_end != INT64_MAX)
+		cand[n++] = window_end;
+	if (*h->due != INT64_MAX) {
+		int64_t b = first_live(h, grain);
+
+		for (int64_t j = b; j < b + TALLY__HOLD_SLOTS; j++)
+			cand[n++] = j * grain;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		int64_t t = cand[i];
+
+		if (t <= now || t >= best)
+			continue;
+		if (fits(amount, max, t >= window_end ? 0 : used,
+			 held_at(h, c, grain, t)))
+			best = t;
+	}
+	return best == TALLY_RETRY_NEVER ? best : best - now;
+}
+
+void
+tally__report_counter(tally_counter_report *rep, const struct tally__hs *h,
+		      unsigned c, const struct tally__args *a, int64_t amount,
+		      bool has_max, int64_t max, int64_t used,
+		      int64_t window_start, int64_t window_end)
+{
+	int64_t held = *h->total[c];
+
+	rep->flags = 0;
+	rep->used = used;
+	rep->held = held;
+	rep->window_start = window_start;
+	rep->window_end = window_end;
+	rep->overdraft = 0;
+	if (!has_max) {
+		rep->flags = TALLY_DECISION_UNLIMITED;
+		rep->max = 0;
+		rep->remaining = INT64_MAX;
+		rep->retry_after = 0;
+		return;
+	}
+	rep->max = max;
+	rep->remaining = tally__room(max, used, held);
+	if (rep->remaining < 0)
+		rep->remaining = 0;
+	if (rep->remaining == 0)
+		rep->flags |= TALLY_DECISION_REACHED;
+	if (amount > max)
+		rep->flags |= TALLY_DECISION_TOO_BIG;
+	rep->retry_after = tally__retry_after(h, c, a->grain, a->now, amount,
+					      max, used, window_end);
+}

@@ -1,0 +1,136 @@
+/*
+ * Holds (hold.c): the expiry slots every counter keeps beside its usage,
+ * and the per-counter rules of admission. Pure layer.
+ *
+ * A record keeps the estimates of requests in flight as sums in
+ * TALLY__HOLD_SLOTS expiry slots. Slot number j covers the deadlines in
+ * ((j - 1) * G, j * G], where G (the grain) is a store constant,
+ * ceil(hold_ttl_max / (TALLY__HOLD_SLOTS - 1)); slot j is dead once
+ * now >= j * G. The live slots of a record are the K numbers
+ * b .. b + K - 1, where b = floor(latest now / G) + 1 never decreases, and
+ * slot j lives in ring index j mod K. A hold with deadline d <= now +
+ * hold_ttl_max lands in slot max(ceil(d / G), b) <= b + K - 1, so every
+ * hold fits without a registry; its handle remembers its slot number.
+ *
+ * `due` is b * G (the time slot b dies), or INT64_MAX while no hold is
+ * live: one comparison (now < due) tells the hot paths that nothing
+ * expires, as window_end tells them that nothing rolls. Dropping the dead
+ * slots moves b up to floor(now / G) + 1 and reports what they held
+ * (expiry notes, delivered after the CAS like roll notes).
+ *
+ * Per slot, every counter of the record keeps its sum and the record keeps
+ * one count of holds (a rate-limit hold holds tokens and requests in the
+ * same slot). A settle whose slot is still live takes its amounts out of
+ * the slot; one whose slot died charges its actual and releases nothing
+ * (LATE): the slot's sum left `held` once, when it died.
+ */
+#ifndef TALLY_HOLD_H
+#define TALLY_HOLD_H
+
+#include "snap.h"
+
+#define TALLY__HOLD_SLOTS 4
+
+/* The hold state of one record, as pointers into a snapshot (next). */
+struct tally__hs {
+	int64_t *due;
+	uint32_t *count;                    /* [TALLY__HOLD_SLOTS] */
+	int64_t *total[TALLY__ROLLS_MAX];   /* held, per counter */
+	int64_t (*slot)[TALLY__HOLD_SLOTS]; /* [nc][TALLY__HOLD_SLOTS] */
+	unsigned nc;
+};
+
+/* floor(a / b) and ceil(a / b) for b > 0, any a. */
+static inline int64_t
+tally__floor_div(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+
+	return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+static inline int64_t
+tally__ceil_div(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+
+	return (a % b != 0 && a > 0) ? q + 1 : q;
+}
+
+static inline unsigned
+tally__hold_index(int64_t slot)
+{
+	int64_t m = slot % TALLY__HOLD_SLOTS;
+
+	return (unsigned)(m < 0 ? m + TALLY__HOLD_SLOTS : m);
+}
+
+/* The room a counter has: max - used - held, saturated (held and used
+ * are >= 0, max >= 0). */
+static inline int64_t
+tally__room(int64_t max, int64_t used, int64_t held)
+{
+	int64_t r;
+
+	if (__builtin_sub_overflow(max - used, held, &r))
+		return INT64_MIN;
+	return r;
+}
+
+/* The grain of a store whose longest TTL is ttl_max (> 0). */
+static inline int64_t
+tally__hold_grain(int64_t ttl_max)
+{
+	return tally__ceil_div(ttl_max, TALLY__HOLD_SLOTS - 1);
+}
+
+/* Drops the slots dead at a->now (a coarse reading that cannot decide
+ * sets a->need_exact, as for windows); adds their sums to rolls->exp
+ * (rolls may be NULL). Returns whether anything changed. */
+bool tally__holds_expire(const struct tally__hs *h, struct tally__args *a,
+			 struct tally__rolls *rolls);
+
+/* Whether any hold of h is live. */
+bool tally__holds_any(const struct tally__hs *h);
+
+/* Places a hold of amount[0 .. nc-1] with deadline a->now + a->ttl into
+ * its slot (a->slot receives the slot number). Returns TALLY_OK or
+ * TALLY_EOVERFLOW (the deadline, a sum or the count would overflow);
+ * h is unchanged on error. Expire first. */
+int tally__holds_place(const struct tally__hs *h, struct tally__args *a,
+		       const int64_t *amount);
+
+/*
+ * Takes what the hold of slot a->slot still holds (a->held_amount[c])
+ * out of its slot; with a->op TALLY__OP_PARTIAL only up to a->actual[c]
+ * per counter, and the hold stays counted. Returns 1 if the slot is live
+ * and holds at least that much (done; a->moved[c] is what left each
+ * counter's held), 0 if the slot died (LATE: nothing taken), or
+ * TALLY_ESETTLED if the slot is live but holds less than the hold's
+ * amounts (a settled copy of the handle): nothing taken. Expire first.
+ */
+int tally__holds_take(const struct tally__hs *h, struct tally__args *a);
+
+/*
+ * The time until `amount` fits a counter with max (has_max) whose used
+ * is `used` until window_end and 0 after (a roll), and whose counter c of
+ * h holds what its live slots hold until each slot dies: 0 if it fits
+ * at now, TALLY_RETRY_NEVER if it never does.
+ */
+int64_t tally__retry_after(const struct tally__hs *h, unsigned c, int64_t grain,
+			   int64_t now, int64_t amount, int64_t max,
+			   int64_t used, int64_t window_end);
+
+/*
+ * Fills a counter report for the counter c of a record (next, after the
+ * transition) and a request of `amount`: max, used, held, remaining,
+ * window, retry_after, and flags UNLIMITED, REACHED, TOO_BIG. The caller
+ * adds DENIED and the rest.
+ */
+void tally__report_counter(tally_counter_report *rep, const struct tally__hs *h,
+			   unsigned c, const struct tally__args *a,
+			   int64_t amount, bool has_max, int64_t max,
+			   int64_t used, int64_t window_start,
+			   int64_t window_end);
+
+#endif /* TALLY_HOLD_H */
