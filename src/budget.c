@@ -101,6 +101,7 @@ tally__budget_init(void *snap, const void *config, int64_t now)
 	memset(s, 0, sizeof *s);
 	s->anchor = now;
 	s->hold_due = INT64_MAX;
+	s->hold_idle_base = INT64_MIN;
 	apply_config(s, cfg);
 	lattice_of(s, &l);
 	tally__window(&l, now, &s->window_start, &s->window_end);
@@ -113,6 +114,7 @@ hs_of(struct tally__budget_snap *s)
 
 	h.due = &s->hold_due;
 	h.count = s->hold_count;
+	h.idle_base = &s->hold_idle_base;
 	h.total[0] = &s->held;
 	h.total[1] = NULL;
 	h.slot = s->held_slot;
@@ -375,7 +377,8 @@ tally__budget_view(const void *snap, uint64_t incarnation, void *view)
 	v->incarnation = incarnation;
 	v->held = s->held;
 	v->holds = 0;
-	for (unsigned i = 0; i < TALLY__HOLD_SLOTS; i++)
+	for (unsigned i = 0; s->hold_due != INT64_MAX && i < TALLY__HOLD_SLOTS;
+	     i++)
 		v->holds += s->hold_count[i];
 }
 

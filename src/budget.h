@@ -27,7 +27,10 @@ struct tally__budget_snap {
 	int16_t offset_min;
 	uint8_t period_unit;
 	uint8_t aligned;
-	uint32_t hold_count[4]; /* TALLY__HOLD_SLOTS */
+	union {
+		uint32_t hold_count[4]; /* TALLY__HOLD_SLOTS, while live */
+		int64_t hold_idle_base; /* hold.h: b while none is live */
+	};
 	int64_t held_slot[1][4];
 };
 

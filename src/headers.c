@@ -11,6 +11,14 @@
  *   0, x-ratelimit-remaining-*: 0): the number the client needs is "not
  *   now", not the units left, which a request of this size did not fit in.
  *
+ * The IETF fields (draft-ietf-httpapi-ratelimit-headers, 23 May 2026)
+ *   Both are sf-lists with one member per policy, the refusing policies
+ *   first, each group in the caller's order, so the two lines pair member
+ *   by member. "qu" must name a registered unit and the draft's default
+ *   unit is "requests": a token or money policy without a unit would read
+ *   as a request count. Those get the vendor parameter tally-qu ("tokens"
+ *   or "other") instead, which the draft lets clients ignore.
+ *
  * Never early
  *   Every time is rounded up at nanosecond resolution, so a client that
  *   waits what it is told never comes back before the limit would let it

@@ -2,6 +2,8 @@
  * Holds: expiry slots, placement, settlement, retry-after and counter
  * reports (see hold.h for the slot scheme). Pure: no ck, no threads.
  */
+#include <string.h>
+
 #include "hold.h"
 
 bool
@@ -62,7 +64,12 @@ tally__holds_expire(const struct tally__hs *h, struct tally__args *a,
 	}
 	/* Every live slot number is below (INT64_MAX - 1) / g + 1 (place),
 	 * so nb * g fits while one is left. */
-	*h->due = counts_zero(h) ? INT64_MAX : nb * g;
+	if (counts_zero(h)) {
+		*h->due = INT64_MAX;
+		*h->idle_base = nb;
+	} else {
+		*h->due = nb * g;
+	}
 	return true;
 }
 
@@ -76,8 +83,14 @@ tally__holds_place(const struct tally__hs *h, struct tally__args *a,
 	if (__builtin_add_overflow(a->now, a->ttl, &d))
 		return TALLY_EOVERFLOW;
 	s = tally__ceil_div(d, g);
-	b = *h->due == INT64_MAX ? tally__floor_div(a->now, g) + 1
-				 : first_live(h, g);
+	if (*h->due == INT64_MAX) {
+		/* The first hold since none was live: b never moves back. */
+		b = tally__floor_div(a->now, g) + 1;
+		if (b < *h->idle_base)
+			b = *h->idle_base;
+	} else {
+		b = first_live(h, g);
+	}
 	if (s < b)
 		s = b; /* a clock behind the record's: never before b */
 	/* The slot's end must be a time (not the INT64_MAX sentinel). */
@@ -88,11 +101,13 @@ tally__holds_place(const struct tally__hs *h, struct tally__args *a,
 	if (s - b >= TALLY__HOLD_SLOTS)
 		return TALLY_EINVAL;
 	ix = tally__hold_index(s);
-	if (h->count[ix] == UINT32_MAX)
+	if (*h->due != INT64_MAX && h->count[ix] == UINT32_MAX)
 		return TALLY_EOVERFLOW;
 	for (unsigned c = 0; c < h->nc; c++)
 		if (amount[c] > INT64_MAX - *h->total[c])
 			return TALLY_EOVERFLOW;
+	if (*h->due == INT64_MAX)
+		memset(h->count, 0, TALLY__HOLD_SLOTS * sizeof *h->count);
 	h->count[ix]++;
 	for (unsigned c = 0; c < h->nc; c++) {
 		h->slot[c][ix] += amount[c];
@@ -112,8 +127,10 @@ tally__holds_take(const struct tally__hs *h, struct tally__args *a)
 	bool partial = a->op == TALLY__OP_PARTIAL;
 
 	a->moved[0] = a->moved[1] = 0;
-	if (*h->due == INT64_MAX)
-		return 0;
+	if (*h->due == INT64_MAX) {
+		/* None live: the hold's slot died (LATE), or it was settled. */
+		return a->slot < *h->idle_base ? 0 : TALLY_ESETTLED;
+	}
 	b = first_live(h, a->grain);
 	if (a->slot < b)
 		return 0;
@@ -136,8 +153,10 @@ tally__holds_take(const struct tally__hs *h, struct tally__args *a)
 	}
 	if (!partial) {
 		h->count[ix]--;
-		if (counts_zero(h))
+		if (counts_zero(h)) {
 			*h->due = INT64_MAX;
+			*h->idle_base = b;
+		}
 	}
 	return 1;
 }

@@ -14,7 +14,11 @@
  *
  * `due` is b * G (the time slot b dies), or INT64_MAX while no hold is
  * live: one comparison (now < due) tells the hot paths that nothing
- * expires, as window_end tells them that nothing rolls. Dropping the dead
+ * expires, as window_end tells them that nothing rolls. While no hold is
+ * live the slot counts are all 0 and their bytes keep b instead
+ * (idle_base; INT64_MIN before the first hold), so that a settle can still
+ * tell a hold whose slot died (LATE) from one already settled, whatever
+ * the settle's own clock says. Dropping the dead
  * slots moves b up to floor(now / G) + 1 and reports what they held
  * (expiry notes, delivered after the CAS like roll notes).
  *
@@ -34,7 +38,8 @@
 /* The hold state of one record, as pointers into a snapshot (next). */
 struct tally__hs {
 	int64_t *due;
-	uint32_t *count;                    /* [TALLY__HOLD_SLOTS] */
+	uint32_t *count;    /* [TALLY__HOLD_SLOTS], while a hold is live */
+	int64_t *idle_base; /* the same bytes, while none is */
 	int64_t *total[TALLY__ROLLS_MAX];   /* held, per counter */
 	int64_t (*slot)[TALLY__HOLD_SLOTS]; /* [nc][TALLY__HOLD_SLOTS] */
 	unsigned nc;

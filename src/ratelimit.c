@@ -114,6 +114,7 @@ tally__rl_init(void *snap, const void *config, int64_t now)
 	memset(s, 0, sizeof *s);
 	s->anchor = now;
 	s->hold_due = INT64_MAX;
+	s->hold_idle_base = INT64_MIN;
 	apply_config(s, cfg);
 	for (unsigned i = 0; i < 2; i++) {
 		tally__lattice l;
@@ -131,6 +132,7 @@ hs_of(struct tally__rl_snap *s)
 
 	h.due = &s->hold_due;
 	h.count = s->hold_count;
+	h.idle_base = &s->hold_idle_base;
 	h.total[0] = &s->c[0].held;
 	h.total[1] = &s->c[1].held;
 	h.slot = s->held_slot;
@@ -450,7 +452,8 @@ tally__rl_view(const void *snap, uint64_t incarnation, void *view)
 	v->tokens_held = s->c[0].held;
 	v->requests_held = s->c[1].held;
 	v->holds = 0;
-	for (unsigned i = 0; i < TALLY__HOLD_SLOTS; i++)
+	for (unsigned i = 0; s->hold_due != INT64_MAX && i < TALLY__HOLD_SLOTS;
+	     i++)
 		v->holds += s->hold_count[i];
 }
 

@@ -26,7 +26,10 @@ struct tally__rl_snap {
 	int64_t anchor;
 	int16_t offset_min;
 	uint8_t aligned;
-	uint32_t hold_count[4]; /* TALLY__HOLD_SLOTS */
+	union {
+		uint32_t hold_count[4]; /* TALLY__HOLD_SLOTS, while live */
+		int64_t hold_idle_base; /* hold.h: b while none is live */
+	};
 	int64_t held_slot[2][4];
 };
 
