@@ -68,7 +68,7 @@
  *   single atomic load of the record's snapshot. Successful writes are
  *   sequentially consistent (full-barrier CAS).
  *
- * Callbacks (allocator, clocks, roll listener)
+ * Callbacks (allocator, clocks, roll and expiry listeners)
  *   The allocator is never called inside the library's epoch sections, but
  *   it is called with the store's writer lock held (creating and removing
  *   records, growing the map): it must not call tally on the same store
@@ -78,14 +78,16 @@
  *   threads' reads and writes of existing records. The clocks may be
  *   read inside an epoch section: they must be fast, must not block and
  *   must not call tally (a clock that stalls delays the reclamation of
- *   every thread's garbage). The roll listener runs outside every lock and
- *   section and may call tally on the store.
+ *   every thread's garbage). The roll and expiry listeners run outside
+ *   every lock and section and may call tally on the store.
  *
  * Ownership
- *   Views, stats and roll events are plain structs copied out of one
- *   snapshot; they own nothing and stay valid as long as the caller keeps
- *   them, except the `key` pointer of a tally_roll, which is valid only
- *   during the callback.
+ *   Views, stats, decisions, roll and expiry events are plain structs
+ *   copied out of snapshots; they own nothing and stay valid as long as the
+ *   caller keeps them, except the `key` pointer of a tally_roll or a
+ *   tally_expiry, which is valid only during the callback. A hold handle
+ *   (tally_hold) is plain data the caller owns: it holds no pointer the
+ *   caller must free and may be kept, copied and settled from any thread.
  */
 #ifndef TALLY_H
 #define TALLY_H
@@ -280,10 +282,12 @@ typedef enum tally_roll_cause {
 } tally_roll_cause;
 
 /*
- * Holds that expired (see Admission): every hold of one expiry slot of one
- * record, dropped from `held` by one CAS. Holds are kept as sums per slot,
- * so an event covers `holds` holds together; amount is their sum per
- * counter (budget: amount[0]; rate limit: [0] tokens, [1] requests).
+ * Holds that expired (see Admission): the holds of the expiry slots that
+ * one CAS dropped from one record's `held` (usually one slot). Holds are
+ * kept as sums per slot, so an event covers `holds` holds together; amount
+ * is their sum per counter (budget: amount[0]; rate limit: [0] tokens, [1]
+ * requests). Reported exactly once, by the thread whose CAS dropped them
+ * (any write of the record, or a sweep).
  */
 typedef struct tally_expiry {
 	size_t size;     /* sizeof(tally_expiry) of the library */
@@ -545,9 +549,10 @@ TALLY_API TALLY_NODISCARD int tally_budget_bump(tally_store *store,
 						tally_budget_view *view);
 
 /*
- * May a request pass now? TALLY_OK if usage < max_limit, TALLY_LIMITED if not
- * (max_limit 0 always blocks). A due window counts as rolled (usage 0). Reads
- * only: no CAS, no roll. view receives the effective state. Returns
+ * May a request pass now? TALLY_OK if usage + held < max_limit, TALLY_LIMITED
+ * if not (max_limit 0 always blocks; held: the live holds, see Admission).
+ * A due window counts as rolled (usage 0), an expired hold as dropped.
+ * Reads only: no CAS, no roll. view receives the effective state. Returns
  * TALLY_OK, TALLY_LIMITED or TALLY_ENOENT.
  */
 TALLY_API TALLY_NODISCARD int tally_budget_check(tally_store *store,
@@ -555,8 +560,8 @@ TALLY_API TALLY_NODISCARD int tally_budget_check(tally_store *store,
 						 tally_budget_view *view);
 
 /*
- * Take amount (>= 0) only if usage + amount <= max_limit (after rolling a due
- * window, in the same CAS). Otherwise take nothing, change nothing (not even
+ * Take amount (>= 0) only if usage + held + amount <= max_limit (after rolling
+ * a due window and dropping expired holds, in the same CAS). Otherwise take nothing, change nothing (not even
  * the due roll) and return TALLY_LIMITED; a sum beyond INT64_MAX is over any
  * max, so it is TALLY_LIMITED too, never TALLY_EOVERFLOW. An amount of 0
  * that fits with no window due writes nothing. Returns TALLY_OK,
@@ -686,8 +691,8 @@ TALLY_API TALLY_NODISCARD int
 tally_ratelimit_bump(tally_store *store, const char *key, int64_t tokens,
 		     int64_t requests, tally_ratelimit_view *view);
 
-/* TALLY_LIMITED if any counter with a max has usage >= max (a due counter
- * counts as rolled). limited (may be NULL) receives the mask of blocking
+/* TALLY_LIMITED if any counter with a max has usage + held >= max (a due
+ * counter counts as rolled, an expired hold as dropped). limited (may be NULL) receives the mask of blocking
  * counters (0 with TALLY_OK). Reads only. */
 TALLY_API TALLY_NODISCARD int tally_ratelimit_check(tally_store *store,
 						    const char *key,
@@ -695,8 +700,8 @@ TALLY_API TALLY_NODISCARD int tally_ratelimit_check(tally_store *store,
 						    tally_ratelimit_view *view);
 
 /*
- * Take tokens and requests only if both fit (usage + amount <= max for each
- * counter that has a max); otherwise nothing and TALLY_LIMITED, with the
+ * Take tokens and requests only if both fit (usage + held + amount <= max for
+ * each counter that has a max); otherwise nothing and TALLY_LIMITED, with the
  * mask of counters that did not fit in *limited (may be NULL; 0 with
  * TALLY_OK). A sum beyond INT64_MAX does not fit a counter with a max
  * (TALLY_LIMITED); on a counter without a max it is TALLY_EOVERFLOW, unless
@@ -915,8 +920,10 @@ typedef struct tally_hold {
 #define TALLY_DECISION_OVERDRAFT 0x4u /* charged more than was held */
 #define TALLY_DECISION_LATE 0x8u      /* the hold had expired */
 #define TALLY_DECISION_SHADOW_WOULD_DENY 0x10u
-#define TALLY_DECISION_REACHED 0x20u   /* now used + held >= max */
-#define TALLY_DECISION_GONE 0x40u      /* record removed: nothing done */
+#define TALLY_DECISION_REACHED 0x20u /* now used + held >= max */
+/* The record was removed (or created again), or (settle) the hold is not
+ * on it, as with a settled copy of the handle: nothing done there. */
+#define TALLY_DECISION_GONE 0x40u
 #define TALLY_DECISION_UNLIMITED 0x80u /* counter without a max */
 #define TALLY_DECISION_OVERFLOW 0x100u /* sum past INT64_MAX: not charged */
 
@@ -1043,10 +1050,10 @@ TALLY_API TALLY_NODISCARD int tally_settle_partial(tally_store *store,
 /* ------------------------------------------------------------------------ */
 
 /* tally_header_policy.unit */
-#define TALLY_UNIT_OTHER 0u    /* money or any unit: vendor parameter */
+#define TALLY_UNIT_OTHER 0u    /* money or any unit: tally-qu="other" */
 #define TALLY_UNIT_REQUESTS 1u /* IETF registered: qu="requests" */
 #define TALLY_UNIT_CONCURRENT_REQUESTS 2u /* qu="concurrent-requests" */
-#define TALLY_UNIT_TOKENS 3u              /* LLM tokens: vendor parameter */
+#define TALLY_UNIT_TOKENS 3u              /* LLM tokens: tally-qu="tokens" */
 
 /* A counter of a decision to describe in headers, under a policy name. */
 typedef struct tally_header_policy {
@@ -1059,21 +1066,50 @@ typedef struct tally_header_policy {
 /* tally_headers_format fields */
 #define TALLY_HEADERS_IETF 0x1u   /* RateLimit-Policy, RateLimit */
 #define TALLY_HEADERS_LEGACY 0x2u /* X-RateLimit-Limit/-Remaining/-Reset */
-#define TALLY_HEADERS_LEGACY_EPOCH 0x4u /* X-RateLimit-Reset: epoch seconds */
+#define TALLY_HEADERS_LEGACY_EPOCH 0x4u /* legacy, reset in epoch seconds */
 #define TALLY_HEADERS_OPENAI 0x8u       /* x-ratelimit-*-requests/-tokens */
 #define TALLY_HEADERS_RETRY_AFTER 0x10u /* Retry-After, when refused */
 
 /*
  * Format the header fields of a decision into buf, one "Name: value\r\n"
- * line per field, NUL-terminated. See ADMISSION.md section 5 and the
- * README for the exact formats; all times are rounded up to whole seconds
- * (or to the OpenAI duration's unit) at nanosecond resolution, never 0 on
- * a refusal; Retry-After is absent when the request can never pass.
+ * line per field, NUL-terminated, in this order: RateLimit-Policy,
+ * RateLimit, Retry-After, X-RateLimit-*, x-ratelimit-*. Each policy names
+ * one counter of one limit of the decision; a counter without a max, a
+ * limit flagged GONE and one the call did not reach appear in no field. A
+ * counter flagged DENIED is refusing: it shows 0 remaining everywhere.
+ * Delays are rounded up at nanosecond resolution (1 ns past a second is
+ * one more second) and are never 0 on a refusing counter.
+ *   IETF (draft-ietf-httpapi-ratelimit-headers, May 2026): one list member
+ *     per policy, the refusing ones first (each group in the caller's
+ *     order). RateLimit-Policy: "name";q=MAX then ;qu="requests" or
+ *     ;qu="concurrent-requests" (the registered units), ;w=WINDOW seconds,
+ *     and ;tally-qu="tokens" or ;tally-qu="other" for the others (the
+ *     draft's default unit is requests, so they must say theirs).
+ *     RateLimit: "name";r=REMAINING;t=SECONDS until the window ends; a
+ *     refusing counter's t is at most its retry-after. q and r are capped
+ *     at 999999999999999 (the largest sf-integer). A counter that never
+ *     resets has no w, and a t only when refusing; concurrent-requests
+ *     counters have no window (held requests do not leave at a roll).
+ *   Retry-After (only when decision->refused >= 0): the largest
+ *     retry-after of the refusing counters, in seconds, at least 1; absent
+ *     when one of them can never pass (TOO_BIG, TALLY_RETRY_NEVER).
+ *   Legacy: X-RateLimit-Limit, -Remaining, -Reset of one policy: the first
+ *     refusing one, else the one with the least remaining (the first of a
+ *     tie); reset in seconds from now, or with LEGACY_EPOCH (which implies
+ *     LEGACY) the window end in epoch seconds rounded up, as GitHub does.
+ *   OpenAI: x-ratelimit-limit-, -remaining-, -reset-requests and -tokens,
+ *     of one REQUESTS and one TOKENS policy chosen as for legacy, only the
+ *     units present; resets as durations rounded up: under a second whole
+ *     milliseconds ("12ms", at least "1ms"), from there whole seconds in Go
+ *     style ("45s", "6m0s", "1h2m3s"), 0 as "0s".
  * Returns the length of the full text (not counting the NUL), like
- * snprintf: if that is >= size the text was truncated. Returns
- * TALLY_EINVAL for a NULL decision, a bad size, a NULL policies with
- * npolicies > 0, a policy naming a limit or counter the decision lacks, a
- * name that is not a valid sf-string, or NULL buf with size > 0.
+ * snprintf: if that is >= size the text was truncated (buf NULL with size
+ * 0 measures). Returns TALLY_EINVAL (nothing written; buf[0] = 0 when size
+ * > 0) for a NULL decision, a bad size, decision->n > TALLY_ADMIT_MAX, a
+ * NULL policies with npolicies > 0, a policy naming a limit or counter the
+ * decision lacks or an unknown unit, a NULL name or one that is not
+ * printable ASCII (" and \ are escaped), unknown bits in fields, or a NULL
+ * buf with size > 0; TALLY_EOVERFLOW if the text would pass INT_MAX bytes.
  */
 TALLY_API int tally_headers_format(const tally_decision *decision,
 				   const tally_header_policy *policies,
