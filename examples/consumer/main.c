@@ -61,6 +61,48 @@ main(void)
 	expect(tally_budget_try_consume(store, "team-a", 1, NULL),
 	       TALLY_LIMITED, "tally_budget_try_consume at 100");
 
+	/* Admission: hold an estimate on a second budget, settle the real
+	 * cost, format the headers of a refusal. */
+	{
+		tally_charge charge = {TALLY_KIND_BUDGET,
+				       0,
+				       "team-b",
+				       TALLY_KEY_STRLEN,
+				       30,
+				       0,
+				       0};
+		tally_cost actual = {45, 0, 0};
+		tally_hold hold = TALLY_HOLD_INIT;
+		tally_decision d = TALLY_DECISION_INIT;
+		tally_header_policy policy = {"team-b", 0, TALLY_COUNTER_BUDGET,
+					      TALLY_UNIT_OTHER};
+		char headers[512];
+
+		config.max_limit = 50;
+		expect(tally_budget_upsert(store, "team-b", &config, NULL),
+		       TALLY_CREATED, "tally_budget_upsert team-b");
+		expect(tally_admit(store, &charge, 1, TALLY_ADMIT_HOLD,
+				   INT64_C(60000000000), &hold, &d),
+		       TALLY_OK, "tally_admit 30 of 50");
+		expect(tally_admit(store, &charge, 1, TALLY_ADMIT_PEEK, 0, NULL,
+				   &d),
+		       TALLY_LIMITED, "tally_admit peek 30 more");
+		expect(tally_settle(store, &hold, &actual, 1, &d), TALLY_OK,
+		       "tally_settle 45");
+		expect(tally_settle(store, &hold, &actual, 1, &d),
+		       TALLY_ESETTLED, "tally_settle again");
+		expect(tally_admit(store, &charge, 1, TALLY_ADMIT_PEEK, 0, NULL,
+				   &d),
+		       TALLY_LIMITED, "tally_admit peek after settle");
+		if (tally_headers_format(&d, &policy, 1,
+					 TALLY_HEADERS_IETF |
+						 TALLY_HEADERS_RETRY_AFTER,
+					 headers, sizeof headers) <= 0) {
+			fprintf(stderr, "consumer: tally_headers_format\n");
+			failures++;
+		}
+	}
+
 	tally_store_destroy(store);
 
 	if (failures == 0)
