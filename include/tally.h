@@ -999,8 +999,9 @@ typedef struct tally_decision {
  * charges, n out of range, bad mode, ttl, flags, kind, amount < 0 or an
  * amount the kind does not use, two charges of one record, bad sizes),
  * TALLY_EKEY, TALLY_ENOMEM, TALLY_EOVERFLOW (a held sum or a version would
- * overflow: nothing changed). On an error decision->n is 0 and *hold is
- * left as it was.
+ * overflow: nothing changed). *hold changes only on TALLY_OK. The decision
+ * is filled on TALLY_OK, TALLY_LIMITED and TALLY_ENOENT; after another
+ * error it is left as it was (bad arguments) or has n == 0.
  */
 TALLY_API TALLY_NODISCARD int tally_admit(tally_store *store,
 					  const tally_charge *charges, size_t n,

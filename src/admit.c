@@ -645,10 +645,8 @@ settle(tally_store *s, tally_hold *h, const tally_cost *actual, size_t count,
 		tally_limit_report *rep = &d->limit[i];
 		struct tally__args a;
 
-		it->r = tally__lookup_ptr_cached(
-			s, t,
-			(const struct tally__record *)(uintptr_t)p->record,
-			(unsigned long)p->hash);
+		it->r = tally__lookup_ptr_cached(s, t, (uintptr_t)p->record,
+						 (unsigned long)p->hash);
 		if (it->r != NULL && (it->r->kind != p->kind ||
 				      it->r->incarnation != p->incarnation))
 			it->r = NULL;

@@ -82,7 +82,7 @@ tally__lookup_cached(tally_store *s, struct tally__thread *t,
  */
 static inline struct tally__record *
 tally__lookup_ptr_cached(tally_store *s, struct tally__thread *t,
-			 const struct tally__record *want, unsigned long hash)
+			 uintptr_t want, unsigned long hash)
 {
 	unsigned gen = tally__load_uint(&s->lc_gen[tally__lcache_stripe(hash)]);
 	struct tally__lcache_ent *set =
@@ -91,8 +91,8 @@ tally__lookup_ptr_cached(tally_store *s, struct tally__thread *t,
 	struct tally__record *r;
 
 	for (unsigned w = 0; w < 2; w++)
-		if (set[w].r == want && want != NULL && set[w].gen == gen &&
-		    set[w].hash == (uint32_t)hash)
+		if ((uintptr_t)set[w].r == want && want != 0 &&
+		    set[w].gen == gen && set[w].hash == (uint32_t)hash)
 			return set[w].r;
 	pp.tag = &tally__ptr_probe_tag;
 	pp.record = want;

@@ -111,8 +111,8 @@ extern const char tally__probe_tag;
 extern const char tally__ptr_probe_tag;
 
 struct tally__ptr_probe {
-	const void *tag; /* &tally__ptr_probe_tag */
-	const struct tally__record *record;
+	const void *tag;  /* &tally__ptr_probe_tag */
+	uintptr_t record; /* an address, only compared */
 };
 
 static inline unsigned long

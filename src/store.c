@@ -176,7 +176,7 @@ hs_compare(const void *stored, const void *arg)
 	} else if (first == &tally__ptr_probe_tag) {
 		const struct tally__ptr_probe *p = arg;
 
-		return r == p->record;
+		return (uintptr_t)r == p->record;
 	} else {
 		const struct tally__record *k = arg;
 
