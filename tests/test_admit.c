@@ -779,7 +779,7 @@ test_holds_survive_upsert_and_reset(void **state)
 	tally_charge ch = bch("team", 30);
 	tally_hold h = TALLY_HOLD_INIT;
 	tally_budget_config b = TALLY_BUDGET_CONFIG_INIT;
-	tally_budget_view v;
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 	tally_cost c = {10, 0, 0};
 
 	(void)state;

@@ -351,7 +351,8 @@ test_retry_after_brute_force(void **state)
 			pts[np++] = now;
 			if (wend != INT64_MAX)
 				pts[np++] = wend;
-			for (unsigned j = 0; j < TALLY__HOLD_SLOTS; j++)
+			for (unsigned j = 0;
+			     st.due != INT64_MAX && j < TALLY__HOLD_SLOTS; j++)
 				pts[np++] = (st.due / G + j) * G;
 			for (int64_t t = now; t <= now + 200 * S;
 			     t += 1000000) {
