@@ -463,10 +463,15 @@ tally_admit(tally_store *s, const tally_charge *charges, size_t count,
 		}
 		result = rc;
 		failed_at = i;
-		if (rc == TALLY_ENOENT)
+		if (rc == TALLY_ENOENT) {
 			d->limit[it->idx].flags = TALLY_DECISION_GONE;
-		else if (it->r != NULL)
+		} else if (it->r != NULL) {
+			/* Not installed: the successor is still ours, a copy
+			 * of the snapshot the refusal saw, version included. */
+			d->limit[it->idx].version =
+				tally__snap_version(it->next[0]);
 			d->limit[it->idx].incarnation = it->r->incarnation;
+		}
 		d->refused = (int32_t)it->idx;
 		d->mask = rc == TALLY_LIMITED ? 1u << it->idx : 0;
 		break;
@@ -503,19 +508,29 @@ tally_admit(tally_store *s, const tally_charge *charges, size_t count,
 		/* Turn each hold into usage: a settle of its estimate. */
 		for (unsigned i = 0; i < n; i++) {
 			struct item *it = ord[i];
+			tally_limit_report *rep = &d->limit[it->idx];
+			unsigned shadow[2];
 			struct tally__args a;
 
-			args_for(&a, s, TALLY__OP_SETTLE, now,
-				 &d->limit[it->idx]);
+			/* The settle's report replaces the hold's: keep what
+			 * the hold said of a shadow charge. */
+			for (unsigned c = 0; c < 2; c++)
+				shadow[c] = rep->c[c].flags &
+					    TALLY_DECISION_SHADOW_WOULD_DENY;
+			args_for(&a, s, TALLY__OP_SETTLE, now, rep);
 			a.slot = it->slot;
 			a.held_amount[0] = a.actual[0] = it->amount[0];
 			a.held_amount[1] = a.actual[1] = it->amount[1];
 			rc = write_item(s, t, it, &a, &it->next[1],
 					&it->notes[1], &it->version[1], NULL);
 			if (rc == TALLY_OK)
-				d->limit[it->idx].version = it->version[1];
+				rep->version = it->version[1];
 			else
-				d->limit[it->idx].flags |= TALLY_DECISION_GONE;
+				rep->flags |= TALLY_DECISION_GONE;
+			for (unsigned c = 0; c < 2; c++) {
+				rep->c[c].flags |= shadow[c];
+				rep->flags |= shadow[c];
+			}
 			/* A settle of a live hold taken in this call: only a
 			 * concurrent remove can stop it (the record's usage
 			 * went with the record). */

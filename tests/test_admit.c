@@ -405,8 +405,16 @@ test_shadow(void **state)
 	assert_int_equal(h.part[0].flags, TALLY_CHARGE_SHADOW);
 	assert_int_equal(tally_release(f.s, &h, NULL), TALLY_OK);
 	assert_int_equal(bview(f.s, "team").held, 0);
+	/* The same in mode CONSUME: charged in full, flagged, counted. */
+	assert_int_equal(
+		tally_admit(f.s, ch, 2, TALLY_ADMIT_CONSUME, 0, NULL, &d),
+		TALLY_OK);
+	assert_true(d.limit[0].flags & TALLY_DECISION_SHADOW_WOULD_DENY);
+	assert_true(d.limit[0].c[0].flags & TALLY_DECISION_SHADOW_WOULD_DENY);
+	assert_int_equal(bview(f.s, "team").usage, 150);
 	assert_int_equal(tally_store_stats(f.s, &st), TALLY_OK);
-	assert_int_equal(st.shadow_would_deny, 1);
+	assert_int_equal(st.shadow_would_deny, 2);
+	assert_int_equal(st.admitted, 2);
 	assert_int_equal(st.releases, 1);
 	tally_store_destroy(f.s);
 }
