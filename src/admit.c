@@ -56,6 +56,25 @@ struct item {
 	uint64_t incarnation;
 };
 
+/* An empty item, field by field (a memset of its size is a `rep stos`). */
+static void
+item_init(struct item *it)
+{
+	it->k = NULL;
+	it->key = NULL;
+	it->key_len = 0;
+	it->r = NULL;
+	it->idx = 0;
+	it->shadow = it->held = it->undone = false;
+	it->amount[0] = it->amount[1] = 0;
+	it->slot = 0;
+	it->next[0] = it->next[1] = NULL;
+	tally__notes_clear(&it->notes[0]);
+	tally__notes_clear(&it->notes[1]);
+	it->version[0] = it->version[1] = 0;
+	it->incarnation = 0;
+}
+
 /* Amounts of a charge or a cost as the kind's counters: budget [0];
  * rate limit [0] tokens, [1] requests. EINVAL for a negative amount or
  * one the kind does not use. */
@@ -101,7 +120,8 @@ decision_reset(tally_decision *d, int64_t now, unsigned n)
 	d->n = n;
 	d->mask = 0;
 	d->flags = 0;
-	memset(d->limit, 0, sizeof d->limit);
+	/* No memset of the reports (a `rep stos` of a kilobyte): every call
+	 * fills each of its n reports in full, or zeroes it (GONE). */
 }
 
 static void
@@ -117,11 +137,13 @@ static void
 args_for(struct tally__args *a, const tally_store *s, enum tally__op_code code,
 	 int64_t now, tally_limit_report *rep)
 {
-	memset(a, 0, sizeof *a);
-	a->op = code;
-	a->now = now;
-	a->grain = s->hold_grain;
+	tally__args_init(a, code, now, s->hold_grain);
 	a->report = rep;
+	a->ttl = 0;
+	a->slot = 0;
+	a->held_amount[0] = a->held_amount[1] = 0;
+	a->actual[0] = a->actual[1] = 0;
+	a->moved[0] = a->moved[1] = 0;
 }
 
 /* Peeks one item: TALLY_OK, TALLY_LIMITED or TALLY_ENOENT; rep filled. */
@@ -154,8 +176,10 @@ peek(tally_store *s, struct item *it, int64_t now, tally_limit_report *rep)
 		tally__notes_clear(&notes);
 		rc = it->k->step(old, buf, &a, &notes, &install);
 		TALLY_ASSERT(!install);
-		rep->version = tally__snap_version(buf);
-		rep->incarnation = it->r->incarnation;
+		if (rep != NULL) {
+			rep->version = tally__snap_version(buf);
+			rep->incarnation = it->r->incarnation;
+		}
 		return rc;
 	}
 }
@@ -236,19 +260,18 @@ free_items(struct tally__thread *t, struct item *items, unsigned n)
 			}
 }
 
-/* The check word of a hold: a keyed hash of everything but itself. */
+/* The check word of a hold: a keyed hash of everything but its size and
+ * itself (store_id .. state, then the n parts), with no copy. */
 static uint64_t
 hold_check(const tally_store *s, const tally_hold *h)
 {
-	tally_hold copy;
-	size_t len =
-		offsetof(tally_hold, part) +
-		(h->n <= TALLY_ADMIT_MAX ? h->n : 0) * sizeof(tally_hold_part);
+	size_t head =
+		offsetof(tally_hold, check) - offsetof(tally_hold, store_id);
+	unsigned n = h->n <= TALLY_ADMIT_MAX ? h->n : 0;
+	uint64_t x = tally__hash(&h->store_id, head,
+				 s->seed ^ UINT64_C(0x9e3779b97f4a7c15));
 
-	memcpy(&copy, h, len);
-	copy.check = 0;
-	copy.size = 0;
-	return tally__hash(&copy, len, s->seed ^ UINT64_C(0x9e3779b97f4a7c15));
+	return tally__hash(h->part, n * sizeof(tally_hold_part), x);
 }
 
 static void
@@ -259,7 +282,6 @@ hold_fill(tally_store *s, tally_hold *h, const struct item *items, unsigned n,
 	h->deadline = deadline;
 	h->n = n;
 	h->state = TALLY_HOLD_LIVE;
-	memset(h->part, 0, sizeof h->part);
 	for (unsigned i = 0; i < n; i++) {
 		const struct item *it = &items[i];
 		tally_hold_part *p = &h->part[it->idx];
@@ -286,7 +308,7 @@ items_in(const tally_charge *charges, unsigned n, struct item *items)
 		const tally_charge *c = &charges[i];
 		struct item *it = &items[i];
 
-		memset(it, 0, sizeof *it);
+		item_init(it);
 		if ((c->flags & ~TALLY_CHARGE_SHADOW) != 0)
 			return TALLY_EINVAL;
 		if ((rc = amounts_in(c->kind, c->amount, c->tokens, c->requests,
@@ -446,7 +468,11 @@ tally_admit(tally_store *s, const tally_charge *charges, size_t count,
 		struct item *it = ord[i];
 		struct tally__args a;
 
-		args_for(&a, s, TALLY__OP_HOLD, now, &d->limit[it->idx]);
+		/* No report when nobody reads it (a shadow's flags are
+		 * counted in the stats). */
+		args_for(&a, s, TALLY__OP_HOLD, now,
+			 decision != NULL || it->shadow ? &d->limit[it->idx]
+							: NULL);
 		a.ttl = ttl;
 		a.amount[0] = it->amount[0];
 		a.amount[1] = it->amount[1];
@@ -486,12 +512,13 @@ tally_admit(tally_store *s, const tally_charge *charges, size_t count,
 
 				if (i == failed_at)
 					continue;
-				if (peek(s, it, now, &rep) == TALLY_LIMITED) {
+				memset(&rep, 0, sizeof rep);
+				rc = peek(s, it, now, &rep);
+				if (rc == TALLY_LIMITED)
 					d->mask |= 1u << it->idx;
-					d->limit[it->idx] = rep;
-				} else if (i < failed_at) {
-					d->limit[it->idx] = rep;
-				}
+				else if (rc == TALLY_ENOENT)
+					rep.flags = TALLY_DECISION_GONE;
+				d->limit[it->idx] = rep;
 			}
 			if (d->mask & ((1u << d->refused) - 1)) {
 				for (unsigned i = 0; i < n; i++)
@@ -644,7 +671,7 @@ settle(tally_store *s, tally_hold *h, const tally_cost *actual, size_t count,
 	if ((rc = tally__reserve(t, n)) != TALLY_OK)
 		return rc;
 	for (unsigned i = 0; i < n; i++) {
-		memset(&items[i], 0, sizeof items[i]);
+		item_init(&items[i]);
 		items[i].k = tally__kind_of(h->part[i].kind);
 		items[i].idx = i;
 	}
@@ -751,3 +778,9 @@ tally_settle_partial(tally_store *store, tally_hold *hold,
 		return TALLY_EINVAL;
 	return settle(store, hold, amount, n, TALLY__OP_PARTIAL, decision);
 }
+
+_Static_assert(offsetof(tally_hold, check) - offsetof(tally_hold, store_id) ==
+		       2 * sizeof(uint64_t) + 2 * sizeof(uint32_t),
+	       "the hashed head of a hold has no padding");
+_Static_assert(sizeof(tally_hold_part) == 7 * sizeof(uint64_t),
+	       "a hold part has no padding");

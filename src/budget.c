@@ -157,6 +157,7 @@ tally__budget_report(const void *snap, const struct tally__args *a,
 			      s->max_limit, s->usage, s->window_start,
 			      s->window_end);
 	rep->c[0].counter = TALLY_COUNTER_BUDGET;
+	memset(&rep->c[1], 0, sizeof rep->c[1]);
 	rep->kind = TALLY_KIND_BUDGET;
 	rep->flags = rep->c[0].flags;
 }

@@ -36,12 +36,13 @@ struct tally__budget_snap {
 
 /*
  * The common case of a budget check, bump or try_consume, inline in the
- * hot paths: neither the window nor a hold slot is certainly due, and the
- * sum does not overflow. Anything else (a window that is or may be due, an overflow,
- * any other operation) returns TALLY__QUICK_NO and goes to
- * tally__budget_step. Wherever this answers, it answers exactly as
+ * hot paths: neither the window nor a hold slot can be due, and the sum
+ * does not overflow. Anything else (a window or slot that is or may be
+ * due, an overflow, any other operation) returns TALLY__QUICK_NO and goes
+ * to tally__budget_step. Wherever this answers, it answers exactly as
  * tally__budget_step would (same result, successor and install flag, no
- * roll); test_budget checks that on a grid of inputs.
+ * roll; a check writes no successor, its state is old's); test_budget
+ * checks that on a grid of inputs.
  */
 static inline int
 tally__budget_quick(const void *old_snap, void *next_snap,
@@ -50,20 +51,24 @@ tally__budget_quick(const void *old_snap, void *next_snap,
 	const struct tally__budget_snap *old = old_snap;
 	struct tally__budget_snap *next = next_snap;
 	int64_t amount = a->amount[0];
+	/* One test for both due times ("not due" is monotone in the end). */
+	int64_t due = old->window_end < old->hold_due ? old->window_end
+						      : old->hold_due;
 
 	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY &&
 	     a->op != TALLY__OP_CHECK) ||
-	    !tally__surely_not_due(a, old->window_end) ||
-	    !tally__surely_not_due(a, old->hold_due))
+	    !tally__surely_not_due(a, due))
 		return TALLY__QUICK_NO;
 	if (a->op == TALLY__OP_BUMP && amount > INT64_MAX - old->usage)
 		return TALLY__QUICK_NO;
-	*next = *old;
 	*install = false;
+	/* check answers from old and leaves next alone (the read path shows
+	 * old: nothing changed). */
 	if (a->op == TALLY__OP_CHECK)
 		return tally__room(old->max_limit, old->usage, old->held) <= 0
 			       ? TALLY_LIMITED
 			       : TALLY_OK;
+	*next = *old;
 	if (a->op == TALLY__OP_TRY &&
 	    amount > tally__room(old->max_limit, old->usage, old->held))
 		return TALLY_LIMITED;

@@ -50,13 +50,11 @@ tally__op_init(struct tally__op *op, tally_store *store, const char *key,
 	       size_t key_len, const struct tally__kind *kind,
 	       enum tally__op_code code, void *view)
 {
-	memset(op, 0, sizeof *op);
 	op->store = store;
 	op->key = key;
 	op->key_len = key_len;
 	op->kind = kind;
-	op->args.op = code;
-	op->args.grain = store->hold_grain;
+	tally__args_init(&op->args, code, 0, store->hold_grain);
 	op->view = view;
 }
 
@@ -324,6 +322,15 @@ tally__read_inline(struct tally__op *op, enum tally__op_code code,
 			/* The snapshot as stored. */
 			tally__view_out(k, old, r->incarnation, op->view);
 			rc = TALLY_OK;
+			break;
+		}
+		/* The quick path's check leaves buf alone: it answers from
+		 * old, which is then what the view shows. */
+		rc = quick(old, buf, &op->args, &install);
+		if (rc != TALLY__QUICK_NO) {
+			if (rc >= 0)
+				tally__view_out(k, old, r->incarnation,
+						op->view);
 			break;
 		}
 		tally__notes_clear(&rolls);

@@ -191,7 +191,8 @@ tally__retry_after(const struct tally__hs *h, unsigned c, int64_t grain,
 	int64_t cand[TALLY__HOLD_SLOTS + 1], best = TALLY_RETRY_NEVER;
 	unsigned n = 0;
 
-	if (fits(amount, max, used, held_at(h, c, grain, now)))
+	/* At now, held is the total (the caller dropped the dead slots). */
+	if (fits(amount, max, used, *h->total[c]))
 		return 0;
 	if (amount > max)
 		return TALLY_RETRY_NEVER;

@@ -53,15 +53,19 @@ tally__rl_quick(const void *old_snap, void *next_snap, struct tally__args *a,
 	struct tally__rl_snap *next = next_snap;
 	const int64_t *amount = a->amount;
 	unsigned mask = 0;
+	/* One test for the three due times ("not due" is monotone). */
+	int64_t due = old->c[0].window_end < old->c[1].window_end
+			      ? old->c[0].window_end
+			      : old->c[1].window_end;
 
+	if (old->hold_due < due)
+		due = old->hold_due;
 	if ((a->op != TALLY__OP_BUMP && a->op != TALLY__OP_TRY &&
 	     a->op != TALLY__OP_CHECK) ||
-	    !tally__surely_not_due(a, old->c[0].window_end) ||
-	    !tally__surely_not_due(a, old->c[1].window_end) ||
-	    !tally__surely_not_due(a, old->hold_due))
+	    !tally__surely_not_due(a, due))
 		return TALLY__QUICK_NO;
 	if (a->op == TALLY__OP_CHECK) {
-		*next = *old;
+		/* From old; next is left alone (see tally__budget_quick). */
 		*install = false;
 		for (unsigned i = 0; i < 2; i++)
 			if (old->c[i].has_max &&

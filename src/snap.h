@@ -58,6 +58,31 @@ struct tally__args {
 	tally_limit_report *report;
 };
 
+/*
+ * Sets every field an operation may read, without a memset: the args are
+ * on every hot path, and a memset of their size compiles to a `rep stos`
+ * that costs more than the rest of a check. The hold fields (ttl, slot,
+ * held_amount, actual, moved) are read only by HOLD, SETTLE and PARTIAL,
+ * whose callers (admit.c) set them.
+ */
+static inline void
+tally__args_init(struct tally__args *a, enum tally__op_code op, int64_t now,
+		 int64_t grain)
+{
+	a->op = op;
+	a->now = now;
+	a->now_coarse = false;
+	a->need_exact = false;
+	a->amount[0] = a->amount[1] = 0;
+	a->observed_version = 0;
+	a->counters = 0;
+	a->out_mask = 0;
+	a->config = NULL;
+	a->grain = grain;
+	a->shadow = false;
+	a->report = NULL;
+}
+
 /* A roll computed by a transition, reported after its CAS succeeds. */
 struct tally__roll_note {
 	unsigned counter;

@@ -76,10 +76,8 @@ tally_sweep(tally_store *s, tally_roll_fn *cb, void *ctx, size_t *rolled)
 				tally__iter_again(&it);
 				break;
 			}
-			memset(&args, 0, sizeof args);
-			args.op = TALLY__OP_ROLL;
-			args.now = now;
-			args.grain = s->hold_grain;
+			tally__args_init(&args, TALLY__OP_ROLL, now,
+					 s->hold_grain);
 			(void)tally__cas_loop(s, t, &r, NULL, k, &args,
 					      succ[k->id], &p->rolls,
 					      &installed, &p->version);

@@ -661,6 +661,8 @@ test_budget_quick_with_holds(void **state)
 		assert_int_equal(i1, i2);
 		if (i1)
 			assert_memory_equal(&n1, &n2, sizeof n1);
+		if (a.op == TALLY__OP_CHECK)
+			assert_memory_equal(&s, &n2, sizeof s);
 		assert_int_equal(rolls.n, 0);
 	}
 	assert_true(answered > 500);
