@@ -51,6 +51,7 @@ tally__budget_quick(const void *old_snap, void *next_snap,
 	const struct tally__budget_snap *old = old_snap;
 	struct tally__budget_snap *next = next_snap;
 	int64_t amount = a->amount[0];
+	bool limited;
 	/* One test for both due times ("not due" is monotone in the end). */
 	int64_t due = old->window_end < old->hold_due ? old->window_end
 						      : old->hold_due;
@@ -68,9 +69,11 @@ tally__budget_quick(const void *old_snap, void *next_snap,
 		return tally__room(old->max_limit, old->usage, old->held) <= 0
 			       ? TALLY_LIMITED
 			       : TALLY_OK;
+	/* Read old before writing next (see tally__rl_quick). */
+	limited = a->op == TALLY__OP_TRY &&
+		  amount > tally__room(old->max_limit, old->usage, old->held);
 	*next = *old;
-	if (a->op == TALLY__OP_TRY &&
-	    amount > tally__room(old->max_limit, old->usage, old->held))
+	if (limited)
 		return TALLY_LIMITED;
 	next->usage += amount;
 	*install = amount != 0;
