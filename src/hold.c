@@ -12,6 +12,15 @@ tally__holds_any(const struct tally__hs *h)
 	return *h->due != INT64_MAX;
 }
 
+/* hi - lo for slot numbers hi >= lo, exact even where the int64 difference
+ * would overflow (slot numbers span all of int64 with a 1 ns grain). */
+static uint64_t
+slots_apart(int64_t lo, int64_t hi)
+{
+	TALLY_ASSERT(hi >= lo);
+	return (uint64_t)hi - (uint64_t)lo;
+}
+
 /* b, the first live slot number; only while a hold is live. */
 static int64_t
 first_live(const struct tally__hs *h, int64_t grain)
@@ -40,7 +49,8 @@ tally__holds_expire(const struct tally__hs *h, struct tally__args *a,
 	nb = tally__floor_div(a->now, g) + 1;
 	if (nb <= b)
 		return false; /* only under saturation */
-	end = nb - b < TALLY__HOLD_SLOTS ? nb : b + TALLY__HOLD_SLOTS;
+	end = slots_apart(b, nb) < TALLY__HOLD_SLOTS ? nb
+						     : b + TALLY__HOLD_SLOTS;
 	for (int64_t j = b; j < end; j++) {
 		unsigned ix = tally__hold_index(j);
 		uint32_t n = h->count[ix];
@@ -62,8 +72,8 @@ tally__holds_expire(const struct tally__hs *h, struct tally__args *a,
 			h->slot[c][ix] = 0;
 		}
 	}
-	/* Every live slot number is below (INT64_MAX - 1) / g + 1 (place),
-	 * so nb * g fits while one is left. */
+	/* Every live slot number is at most (INT64_MAX - 1) / g - K (place),
+	 * so nb * g fits while one is left, and so does (b + K) * g. */
 	if (counts_zero(h)) {
 		*h->due = INT64_MAX;
 		*h->idle_base = nb;
@@ -94,11 +104,11 @@ tally__holds_place(const struct tally__hs *h, struct tally__args *a,
 	if (s < b)
 		s = b; /* a clock behind the record's: never before b */
 	/* The slot's end must be a time (not the INT64_MAX sentinel). */
-	if (s > (INT64_MAX - 1) / g || b > (INT64_MAX - 1) / g)
+	if (s > (INT64_MAX - 1) / g - TALLY__HOLD_SLOTS)
 		return TALLY_EOVERFLOW;
 	/* ttl <= (K - 1) * g puts s at most at b + K - 1 (hold.h). */
-	TALLY_ASSERT(s - b < TALLY__HOLD_SLOTS);
-	if (s - b >= TALLY__HOLD_SLOTS)
+	TALLY_ASSERT(slots_apart(b, s) < TALLY__HOLD_SLOTS);
+	if (slots_apart(b, s) >= TALLY__HOLD_SLOTS)
 		return TALLY_EINVAL;
 	ix = tally__hold_index(s);
 	if (*h->due != INT64_MAX && h->count[ix] == UINT32_MAX)
@@ -134,7 +144,7 @@ tally__holds_take(const struct tally__hs *h, struct tally__args *a)
 	b = first_live(h, a->grain);
 	if (a->slot < b)
 		return 0;
-	if (a->slot - b >= TALLY__HOLD_SLOTS)
+	if (slots_apart(b, a->slot) >= TALLY__HOLD_SLOTS)
 		return TALLY_ESETTLED; /* no such slot: not this record's */
 	ix = tally__hold_index(a->slot);
 	if (h->count[ix] == 0)

@@ -307,6 +307,43 @@ test_negative_times(void **state)
 	assert_int_equal(tally__hold_index(-1), TALLY__HOLD_SLOTS - 1);
 }
 
+/* With a 1 ns grain, slot numbers span all of int64: a clock that jumps
+ * from near INT64_MIN to near INT64_MAX drops the slots in K steps (the
+ * slot distance overflows int64: a fuzzer found the loop that ran for it),
+ * and a slot whose end would pass INT64_MAX - 1 is refused. */
+static void
+test_one_ns_grain_extremes(void **state)
+{
+	struct hstate st;
+	struct tally__hs h = hs(&st);
+	struct tally__args a = args_at(TALLY__OP_HOLD, INT64_MIN + 10);
+	struct tally__rolls notes;
+	int64_t amt[2] = {3, 1};
+
+	(void)state;
+	memset(&st, 0, sizeof st);
+	st.due = INT64_MAX;
+	st.idle_base = INT64_MIN;
+	a.grain = 1;
+	a.ttl = 2;
+	assert_int_equal(tally__holds_place(&h, &a, amt), TALLY_OK);
+	assert_int_equal(a.slot, INT64_MIN + 12);
+	a.now = INT64_MAX - 100;
+	tally__notes_clear(&notes);
+	assert_true(tally__holds_expire(&h, &a, &notes));
+	assert_int_equal(notes.exp.holds, 1);
+	assert_int_equal(notes.exp.amount[0], 3);
+	assert_int_equal(st.due, INT64_MAX);
+	assert_int_equal(st.idle_base, INT64_MAX - 99);
+	a.ttl = 1; /* slot INT64_MAX - 4: within K of the end, refused */
+	a.now = INT64_MAX - 5;
+	assert_int_equal(tally__holds_place(&h, &a, amt), TALLY_EOVERFLOW);
+	assert_int_equal(st.due, INT64_MAX);
+	a.now = INT64_MAX - 200;
+	assert_int_equal(tally__holds_place(&h, &a, amt), TALLY_OK);
+	assert_int_equal(a.slot, INT64_MAX - 99); /* clamped to b */
+}
+
 /* ------------------------------------------------------------------------ */
 /* Retry-after against a scan over time                                     */
 /* ------------------------------------------------------------------------ */
@@ -803,6 +840,7 @@ main(void)
 		cmocka_unit_test(test_take_refuses_what_is_not_there),
 		cmocka_unit_test(test_place_overflow),
 		cmocka_unit_test(test_negative_times),
+		cmocka_unit_test(test_one_ns_grain_extremes),
 		cmocka_unit_test(test_retry_after_brute_force),
 		cmocka_unit_test(test_budget_hold_settle),
 		cmocka_unit_test(test_budget_roll_keeps_held_and_late),
