@@ -439,6 +439,7 @@ tally_admit(tally_store *s, const tally_charge *charges, size_t count,
 		it->r = tally__lookup_cached(s, t, &it->probe);
 		rc = peek(s, it, now, rep);
 		if (rc == TALLY_ENOENT) {
+			memset(rep, 0, sizeof *rep);
 			rep->flags = TALLY_DECISION_GONE;
 			if (result != TALLY_ENOENT ||
 			    (int32_t)it->idx < d->refused)
@@ -490,6 +491,7 @@ tally_admit(tally_store *s, const tally_charge *charges, size_t count,
 		result = rc;
 		failed_at = i;
 		if (rc == TALLY_ENOENT) {
+			memset(&d->limit[it->idx], 0, sizeof d->limit[0]);
 			d->limit[it->idx].flags = TALLY_DECISION_GONE;
 		} else if (it->r != NULL) {
 			/* Not installed: the successor is still ours, a copy
