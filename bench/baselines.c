@@ -987,3 +987,413 @@ bl_floor_load(struct bl_map *m, const char *key, int64_t *value)
 	*value = atomic_load_explicit(&e->usage, memory_order_acquire);
 	return TALLY_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Admission baselines (BLA_MUTEX, BLA_RWLOCK)                              */
+/* ------------------------------------------------------------------------ */
+
+struct bla_ctr {
+	int64_t used;
+	int64_t held;
+	int64_t max;
+	int64_t window_start;
+	int64_t window_end; /* due iff now >= window_end */
+	tally__lattice l;
+};
+
+struct e_adm {
+	pthread_mutex_t mu; /* BLA_RWLOCK */
+	uint32_t kind;
+	unsigned nc;
+	struct bla_ctr c[2];
+	uint8_t key_len;
+	char key[];
+};
+
+struct bla_map {
+	enum bla_lock lock;
+	size_t mask;
+	struct slot *slots;
+	uint64_t seed;
+	char pad0[64];
+	pthread_mutex_t mu;
+	char pad1[64];
+	pthread_rwlock_t rw;
+	char pad2[64];
+	_Atomic int64_t rolled[3]; /* used of every window that rolled */
+	char pad3[64];
+};
+
+static struct e_adm *
+bla_probe(const struct bla_map *m, const char *key, size_t len, uint64_t h)
+{
+	for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
+		const struct slot *s = &m->slots[i];
+
+		if (s->e == NULL)
+			return NULL;
+		if (s->hash == h) {
+			struct e_adm *e = s->e;
+
+			if (e->key_len == len && memcmp(e->key, key, len) == 0)
+				return e;
+		}
+	}
+}
+
+/* The entry at address e, found through the map (settle). */
+static struct e_adm *
+bla_probe_ptr(const struct bla_map *m, const void *e, uint64_t h)
+{
+	for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
+		const struct slot *s = &m->slots[i];
+
+		if (s->e == NULL)
+			return NULL;
+		if (s->e == e)
+			return s->e;
+	}
+}
+
+static inline unsigned
+counter_id(const struct e_adm *e, unsigned c)
+{
+	if (e->kind == TALLY_KIND_BUDGET)
+		return TALLY_COUNTER_BUDGET;
+	return c == 0 ? TALLY_COUNTER_TOKENS : TALLY_COUNTER_REQUESTS;
+}
+
+/* Whether counter c is due at now, and its window of now. */
+static inline bool
+ctr_due(const struct bla_ctr *c, int64_t now, int64_t *start, int64_t *end)
+{
+	if (TALLY__LIKELY(!tally__window_due(now, c->window_end)))
+		return false;
+	tally__window(&c->l, now, start, end);
+	return *start > c->window_start;
+}
+
+/* Rolls counter c of e if due (on touch: a write). */
+static inline void
+ctr_roll(struct bla_map *m, struct e_adm *e, unsigned c, int64_t now)
+{
+	struct bla_ctr *k = &e->c[c];
+	int64_t start, end;
+
+	if (!ctr_due(k, now, &start, &end))
+		return;
+	if (k->used != 0)
+		atomic_fetch_add_explicit(&m->rolled[counter_id(e, c)], k->used,
+					  memory_order_relaxed);
+	k->used = 0;
+	k->window_start = start;
+	k->window_end = end;
+}
+
+/* Whether e fits counter c at now (a due window counts as rolled). */
+static inline bool
+ctr_fits(const struct bla_ctr *k, int64_t now, int64_t e)
+{
+	int64_t start, end, used = k->used, room;
+
+	if (ctr_due(k, now, &start, &end))
+		used = 0;
+	if (__builtin_sub_overflow(k->max - used, k->held, &room))
+		return false;
+	return e <= room;
+}
+
+static void
+ctr_report(const struct bla_ctr *k, int64_t now, struct bla_report *r)
+{
+	int64_t start = k->window_start, end = k->window_end;
+	int64_t used = k->used;
+
+	if (ctr_due(k, now, &start, &end))
+		used = 0;
+	r->max = k->max;
+	r->used = used;
+	r->held = k->held;
+	r->remaining = k->max - used - k->held;
+	if (r->remaining < 0)
+		r->remaining = 0;
+	r->window_start = start;
+	r->window_end = end;
+}
+
+struct bla_map *
+bla_create(enum bla_lock lock, const struct bla_def *defs, size_t n)
+{
+	struct bla_map *m = calloc(1, sizeof *m);
+	size_t cap = 64;
+	int64_t now = clock_now();
+
+	if (m == NULL)
+		return NULL;
+	while (cap < 2 * n)
+		cap <<= 1;
+	m->lock = lock;
+	m->mask = cap - 1;
+	m->seed = 0x5eed0f7a11ull;
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_rwlock_init(&m->rw, NULL);
+	for (unsigned i = 0; i < 3; i++)
+		atomic_init(&m->rolled[i], 0);
+	m->slots = calloc(cap, sizeof *m->slots);
+	if (m->slots == NULL) {
+		bla_destroy(m);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct bla_def *d = &defs[i];
+		struct e_adm *e;
+		size_t len, j;
+		uint64_t h;
+
+		if (key_len(d->key, &len) != TALLY_OK ||
+		    (d->kind != TALLY_KIND_BUDGET &&
+		     d->kind != TALLY_KIND_RATELIMIT)) {
+			bla_destroy(m);
+			return NULL;
+		}
+		h = tally__hash(d->key, len, m->seed);
+		if (bla_probe(m, d->key, len, h) != NULL ||
+		    (e = calloc(1, sizeof *e + len + 1)) == NULL) {
+			bla_destroy(m);
+			return NULL;
+		}
+		pthread_mutex_init(&e->mu, NULL);
+		e->kind = d->kind;
+		e->nc = d->kind == TALLY_KIND_BUDGET ? 1 : 2;
+		for (unsigned c = 0; c < e->nc; c++) {
+			struct bla_ctr *k = &e->c[c];
+
+			k->max = d->max[c];
+			k->l.count = d->period_count[c];
+			k->l.unit = d->period_unit[c];
+			k->l.offset_min = 0;
+			k->l.aligned = true;
+			k->l.anchor = 0;
+			tally__window(&k->l, now, &k->window_start,
+				      &k->window_end);
+		}
+		e->key_len = (uint8_t)len;
+		memcpy(e->key, d->key, len + 1);
+		for (j = h & m->mask; m->slots[j].e != NULL;
+		     j = (j + 1) & m->mask)
+			;
+		m->slots[j].hash = h;
+		m->slots[j].e = e;
+	}
+	return m;
+}
+
+void
+bla_destroy(struct bla_map *m)
+{
+	if (m == NULL)
+		return;
+	if (m->slots != NULL) {
+		for (size_t i = 0; i <= m->mask; i++) {
+			struct e_adm *e = m->slots[i].e;
+
+			if (e == NULL)
+				continue;
+			pthread_mutex_destroy(&e->mu);
+			free(e);
+		}
+	}
+	free(m->slots);
+	pthread_rwlock_destroy(&m->rw);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+}
+
+/* The decision and the holds, with every record of the call locked. */
+static int
+bla_admit_locked(struct bla_map *m, struct e_adm *const *e,
+		 const struct bla_charge *c, unsigned n, int64_t now,
+		 struct bla_hold *h, struct bla_report *rep)
+{
+	/* Pass 1: every counter fits, or nothing is written. */
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned k = 0; k < e[i]->nc; k++)
+			if (!ctr_fits(&e[i]->c[k], now, c[i].amount[k])) {
+				if (rep != NULL)
+					for (unsigned j = 0; j < n; j++)
+						for (unsigned q = 0;
+						     q < e[j]->nc; q++)
+							ctr_report(&e[j]->c[q],
+								   now,
+								   &rep[2 * j +
+									q]);
+				return TALLY_LIMITED;
+			}
+	/* Pass 2: roll what is due, hold. */
+	for (unsigned i = 0; i < n; i++) {
+		for (unsigned k = 0; k < e[i]->nc; k++) {
+			ctr_roll(m, e[i], k, now);
+			e[i]->c[k].held += c[i].amount[k];
+			if (rep != NULL)
+				ctr_report(&e[i]->c[k], now, &rep[2 * i + k]);
+		}
+		h->part[i].e = e[i];
+		h->part[i].amount[0] = c[i].amount[0];
+		h->part[i].amount[1] = c[i].amount[1];
+	}
+	h->n = n;
+	return TALLY_OK;
+}
+
+/* Sorts idx[0 .. n-1] by (hash, address) of their entries. */
+static void
+bla_order(struct e_adm *const *e, const uint64_t *hash, unsigned n,
+	  unsigned *idx)
+{
+	for (unsigned i = 0; i < n; i++) {
+		unsigned j = i;
+
+		while (j > 0 &&
+		       (hash[idx[j - 1]] > hash[i] ||
+			(hash[idx[j - 1]] == hash[i] &&
+			 (uintptr_t)e[idx[j - 1]] > (uintptr_t)e[i]))) {
+			idx[j] = idx[j - 1];
+			j--;
+		}
+		idx[j] = i;
+	}
+}
+
+int
+bla_admit(struct bla_map *m, const struct bla_charge *c, unsigned n,
+	  struct bla_hold *h, struct bla_report *rep)
+{
+	struct e_adm *e[BLA_MAX];
+	uint64_t hash[BLA_MAX];
+	unsigned idx[BLA_MAX];
+	int64_t now;
+	int rc = TALLY_OK;
+
+	if (n == 0 || n > BLA_MAX)
+		return TALLY_EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		if (c[i].key_len == 0 || c[i].key_len > TALLY_KEY_MAX)
+			return TALLY_EKEY;
+		for (unsigned k = 0; k < 2; k++)
+			if (c[i].amount[k] < 0)
+				return TALLY_EINVAL;
+		hash[i] = tally__hash(c[i].key, c[i].key_len, m->seed);
+	}
+	now = clock_now();
+	if (m->lock == BLA_MUTEX)
+		pthread_mutex_lock(&m->mu);
+	else
+		pthread_rwlock_rdlock(&m->rw);
+	for (unsigned i = 0; i < n && rc == TALLY_OK; i++) {
+		e[i] = bla_probe(m, c[i].key, c[i].key_len, hash[i]);
+		if (e[i] == NULL)
+			rc = TALLY_ENOENT;
+		else if (e[i]->kind != c[i].kind)
+			rc = TALLY_EINVAL;
+		for (unsigned j = 0; j < i && rc == TALLY_OK; j++)
+			if (e[j] == e[i])
+				rc = TALLY_EINVAL;
+		h->part[i].hash = hash[i];
+	}
+	if (rc == TALLY_OK && m->lock == BLA_MUTEX) {
+		rc = bla_admit_locked(m, e, c, n, now, h, rep);
+	} else if (rc == TALLY_OK) {
+		bla_order(e, hash, n, idx);
+		for (unsigned i = 0; i < n; i++)
+			pthread_mutex_lock(&e[idx[i]]->mu);
+		rc = bla_admit_locked(m, e, c, n, now, h, rep);
+		for (unsigned i = n; i-- > 0;)
+			pthread_mutex_unlock(&e[idx[i]]->mu);
+	}
+	if (m->lock == BLA_MUTEX)
+		pthread_mutex_unlock(&m->mu);
+	else
+		pthread_rwlock_unlock(&m->rw);
+	return rc;
+}
+
+/* Settles one part on its (locked) entry. */
+static void
+bla_settle_part(struct bla_map *m, struct e_adm *e, const int64_t held[2],
+		const int64_t actual[2], int64_t now, int64_t *over)
+{
+	for (unsigned k = 0; k < e->nc; k++) {
+		struct bla_ctr *q = &e->c[k];
+
+		ctr_roll(m, e, k, now);
+		q->held -= held[k];
+		if (actual[k] <= INT64_MAX - q->used)
+			q->used += actual[k];
+		if (actual[k] > held[k])
+			*over += actual[k] - held[k];
+	}
+}
+
+int
+bla_settle(struct bla_map *m, const struct bla_hold *h,
+	   const int64_t (*actual)[2], int64_t *overdraft)
+{
+	int64_t now = clock_now(), over = 0;
+	int rc = TALLY_OK;
+
+	if (m->lock == BLA_MUTEX) {
+		pthread_mutex_lock(&m->mu);
+		for (unsigned i = 0; i < h->n; i++) {
+			struct e_adm *e =
+				bla_probe_ptr(m, h->part[i].e, h->part[i].hash);
+
+			if (e == NULL) {
+				rc = TALLY_ENOENT;
+				continue;
+			}
+			bla_settle_part(m, e, h->part[i].amount, actual[i], now,
+					&over);
+		}
+		pthread_mutex_unlock(&m->mu);
+	} else {
+		/* One record at a time: a settle needs no decision across
+		 * records (tally's is one CAS per record too). */
+		pthread_rwlock_rdlock(&m->rw);
+		for (unsigned i = 0; i < h->n; i++) {
+			struct e_adm *e =
+				bla_probe_ptr(m, h->part[i].e, h->part[i].hash);
+
+			if (e == NULL) {
+				rc = TALLY_ENOENT;
+				continue;
+			}
+			pthread_mutex_lock(&e->mu);
+			bla_settle_part(m, e, h->part[i].amount, actual[i], now,
+					&over);
+			pthread_mutex_unlock(&e->mu);
+		}
+		pthread_rwlock_unlock(&m->rw);
+	}
+	if (overdraft != NULL)
+		*overdraft = over;
+	return rc;
+}
+
+void
+bla_sum(struct bla_map *m, int64_t used[3], int64_t held[3])
+{
+	for (unsigned i = 0; i < 3; i++) {
+		used[i] = atomic_load(&m->rolled[i]);
+		held[i] = 0;
+	}
+	for (size_t i = 0; i <= m->mask; i++) {
+		const struct e_adm *e = m->slots[i].e;
+
+		if (e == NULL)
+			continue;
+		for (unsigned k = 0; k < e->nc; k++) {
+			used[counter_id(e, k)] += e->c[k].used;
+			held[counter_id(e, k)] += e->c[k].held;
+		}
+	}
+}

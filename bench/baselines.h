@@ -110,4 +110,100 @@ int bl_racy_get(struct bl_map *m, const char *key, struct bl_view *view);
 int bl_floor_add(struct bl_map *m, const char *key, int64_t amount);
 int bl_floor_load(struct bl_map *m, const char *key, int64_t *value);
 
+/* ------------------------------------------------------------------------ */
+/* Admission baselines: tally_admit (HOLD) and tally_settle, with locks     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The same semantics as tally's holds, on the same kind of map: every
+ * counter keeps `used` and `held`; a window rolls on touch (tally's
+ * lattice, tally__window, zeroing used and keeping held); admission of
+ * estimates e passes iff used + held + e <= max on every counter of every
+ * record, and then holds every one of them, or none (nothing is written on
+ * a refusal, not even a due roll, as in tally's read-only first pass);
+ * settle releases each hold and adds the actual to used in the window
+ * current at settle time, never refused (an overdraft is charged in full;
+ * a sum past INT64_MAX is not charged, as in tally). The handle keeps each
+ * entry's address and hash; settle finds the entry again by that identity
+ * through the map (a probe on the hash that compares addresses), as
+ * tally's settle does. One clock reading (CLOCK_REALTIME, as tally_admit
+ * and tally_settle read it) per call. What these do not do that tally does:
+ * hold deadlines and expiry, versions, the full decision (retry-after,
+ * flags): they are cheaper than tally's calls by that much.
+ *
+ *   BLA_MUTEX   one pthread mutex around the map and every record (the
+ *               mutex baseline's scheme): a call takes it once for all of
+ *               its records.
+ *   BLA_RWLOCK  an rwlock on the map (read lock) and a mutex per record;
+ *               a call locks its records in one global order (hash, then
+ *               address), so two calls cannot deadlock, and holds all of
+ *               them while it decides.
+ */
+enum bla_lock {
+	BLA_MUTEX,
+	BLA_RWLOCK
+};
+
+#define BLA_MAX 16 /* records per call, as TALLY_ADMIT_MAX */
+
+/* A record to create: kind TALLY_KIND_BUDGET (counter 0) or
+ * TALLY_KIND_RATELIMIT (0 tokens, 1 requests); every counter has a max
+ * and a calendar-aligned period (tally_period: fixed, week or month). */
+struct bla_def {
+	const char *key;
+	uint32_t kind;
+	int64_t max[2];
+	int64_t period_count[2];
+	int32_t period_unit[2];
+};
+
+/* One limit of a call: amount[0] budget, or [0] tokens and [1] requests. */
+struct bla_charge {
+	uint32_t kind;
+	const char *key;
+	size_t key_len;
+	int64_t amount[2];
+};
+
+struct bla_hold {
+	unsigned n;
+	struct {
+		void *e;
+		uint64_t hash;
+		int64_t amount[2];
+	} part[BLA_MAX];
+};
+
+/* What a call left on a counter (a refused call: what it found). */
+struct bla_report {
+	int64_t max, used, held, remaining, window_start, window_end;
+};
+
+struct bla_map;
+
+/* NULL on allocation failure or a bad definition (duplicate keys too). */
+struct bla_map *bla_create(enum bla_lock lock, const struct bla_def *defs,
+			   size_t n);
+void bla_destroy(struct bla_map *m);
+
+/*
+ * Admit n (1 to BLA_MAX) charges, all or nothing: TALLY_OK (h filled),
+ * TALLY_LIMITED (nothing changed), TALLY_ENOENT, TALLY_EINVAL (two charges
+ * of one record, a kind mismatch, n out of range), TALLY_EOVERFLOW. rep
+ * (may be NULL) receives 2 reports per charge, [2 * i + counter].
+ */
+int bla_admit(struct bla_map *m, const struct bla_charge *c, unsigned n,
+	      struct bla_hold *h, struct bla_report *rep);
+
+/* Settle h with actual[i][counter] per part; *overdraft (may be NULL)
+ * receives the units charged beyond the holds. TALLY_OK, or TALLY_ENOENT
+ * if a part's record is gone (the others are settled). */
+int bla_settle(struct bla_map *m, const struct bla_hold *h,
+	       const int64_t (*actual)[2], int64_t *overdraft);
+
+/* Sums by counter id (TALLY_COUNTER_BUDGET, _TOKENS, _REQUESTS): used
+ * over every record plus the used of every window that rolled, and held.
+ * Quiescent only. */
+void bla_sum(struct bla_map *m, int64_t used[3], int64_t held[3]);
+
 #endif /* TALLY_BENCH_BASELINES_H */

@@ -20,6 +20,12 @@
  *   tally-rl          tally rate limits (tokens and requests in one call);
  *                     human table only, never in --json (the JSON impl set
  *                     is fixed).
+ * op llm_request (llm.h): one LLM request, admitted across the 6 limits of
+ * a key/team/customer hierarchy (1,000 zipf-skewed keys) and settled, by
+ * tally (tally_admit + tally_settle), mutex and rwlock (the admission
+ * baselines of baselines.h, same semantics); after the other rows, with
+ * its own conservation check (used grew by what was settled, nothing is
+ * held at the end of a row).
  * Every budget-like record has max = 2^61 (nothing is ever limited) and a
  * calendar-aligned 1 h window; tally-rl has 1 h token and 1 min request
  * windows, so its windows roll during a run. Every write rolls a due window
@@ -59,6 +65,7 @@
 #endif
 
 #include "baselines.h"
+#include "llm.h"
 #include "tally.h"
 
 #define NS_PER_SEC INT64_C(1000000000)
@@ -98,11 +105,12 @@ enum op_id {
 	O_CHECK,
 	O_TRY,
 	O_GET,
+	O_LLM, /* llm.h: admit across 6 limits, then settle */
 	O__COUNT
 };
 
 static const char *const op_names[O__COUNT] = {"bump", "check", "try_consume",
-					       "get"};
+					       "get", "llm_request"};
 
 #define MAX_LIST 16
 
@@ -291,6 +299,8 @@ struct target {
 	_Atomic int64_t *counters; /* floor-atomic */
 	_Atomic int64_t **cseq;    /* floor-atomic: seq, pre-resolved */
 	double bytes_per_record;   /* < 0: not measured */
+	bool is_llm;               /* llm_request rows (llm.h) */
+	struct llm_target llm;
 };
 
 /* Key of the i-th extra record (--fill) or churned record (--with
@@ -550,6 +560,7 @@ struct worker {
 	uint64_t ok;   /* calls that returned TALLY_OK */
 	uint64_t slow; /* chunks of CHUNK calls that took over 1 ms */
 	int64_t end_ns;
+	struct llm_result lr; /* llm_request rows */
 	char pad[64];
 };
 
@@ -590,7 +601,7 @@ static void
 run_loop(struct worker *w)
 {
 	struct target *t = w->t;
-	const char *const *seq = t->ks->seq;
+	const char *const *seq = t->ks != NULL ? t->ks->seq : NULL;
 	_Atomic int64_t *const *cseq = t->cseq;
 	const size_t mask = SEQ_LEN - 1;
 	tally_store *s = t->store;
@@ -602,6 +613,12 @@ run_loop(struct worker *w)
 	uint64_t ops = 0, ok = 0, slow = 0;
 	size_t i = w->start;
 
+	if (t->is_llm) {
+		llm_run(&t->llm, w->start, &g_stop, CHUNK, &w->lr);
+		w->ops = w->lr.requests;
+		w->ok = w->lr.ok;
+		return;
+	}
 	switch (CASE(t->impl, w->op)) {
 	case CASE(I_TALLY, O_BUMP):
 		LOOP(tally_budget_bump(s, key, 1, NULL) == TALLY_OK);
@@ -704,7 +721,10 @@ worker_main(void *arg)
 
 	/* Register the thread with the store before the clock starts (a
 	 * failure shows again in the timed calls, which are all checked). */
-	if (t->impl == I_TALLY) {
+	if (t->is_llm) {
+		if (!llm_register(&t->llm))
+			w->ok = 0;
+	} else if (t->impl == I_TALLY) {
 		tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 		if (tally_budget_get(t->store, t->ks->keys[0], &v) != TALLY_OK)
 			w->ok = 0;
@@ -742,6 +762,10 @@ struct row {
 	int bg;            /* background activity (BG_*) */
 	double bg_per_sec; /* sweeps or removes it did per second */
 	uint64_t slow;     /* chunks of CHUNK calls that took over 1 ms */
+	/* llm_request rows: units settled beyond the holds, per request;
+	 * tally: holds undone after a refusal in the hold pass. */
+	double overdraft_per_op;
+	uint64_t compensations;
 };
 
 static struct row *rows;
@@ -841,11 +865,20 @@ print_row(const struct row *r)
 		n += (size_t)snprintf(extra + n, sizeof extra - n,
 				      "lost %" PRId64 " (%.1f%%) ", r->lost,
 				      r->lost_pct);
-	if (r->has_stats && is_write(r->op))
+	if (r->has_stats && (is_write(r->op) || r->op == O_LLM))
 		n += (size_t)snprintf(
 			extra + n, sizeof extra - n,
 			"CAS retries/op %.3f, peak pending %" PRIu64 " ",
 			r->retries_per_op, r->peak_pending);
+	if (r->op == O_LLM) {
+		n += (size_t)snprintf(extra + n, sizeof extra - n,
+				      "overdraft units/request %.0f ",
+				      r->overdraft_per_op);
+		if (r->has_stats)
+			n += (size_t)snprintf(extra + n, sizeof extra - n,
+					      "compensations %" PRIu64 " ",
+					      r->compensations);
+	}
 	if (r->bytes_per_record >= 0)
 		n += (size_t)snprintf(extra + n, sizeof extra - n,
 				      "%.1f B/record ", r->bytes_per_record);
@@ -963,6 +996,8 @@ run_row(struct target *t, int op, int threads)
 {
 	struct worker *w = xmalloc((size_t)threads * sizeof *w);
 	int64_t before[2] = {0, 0}, after[2] = {0, 0};
+	int64_t llm_before[3] = {0, 0, 0}, llm_after[3], llm_held[3];
+	struct llm_result lr = {0};
 	int64_t t0, t1 = 0, budget = (int64_t)(opt.seconds * 1e9);
 	uint64_t ops = 0, ok = 0;
 	tally_stats st0 = TALLY_STATS_INIT;
@@ -980,6 +1015,11 @@ run_row(struct target *t, int op, int threads)
 			impl_names[t->impl]);
 		any_failure = true;
 	}
+	if (t->is_llm && !llm_sums(&t->llm, llm_before, llm_held)) {
+		fprintf(stderr, "tally-bench: %s: cannot read a record\n",
+			impl_names[t->impl]);
+		any_failure = true;
+	}
 	atomic_store(&g_ready, 0);
 	atomic_store(&g_go, false);
 	atomic_store(&g_stop, false);
@@ -987,7 +1027,8 @@ run_row(struct target *t, int op, int threads)
 		memset(&w[i], 0, sizeof w[i]);
 		w[i].t = t;
 		w[i].op = op;
-		w[i].start = (size_t)i * (SEQ_LEN / (size_t)threads);
+		w[i].start = (size_t)i * ((t->is_llm ? LLM_SEQ : SEQ_LEN) /
+					  (size_t)threads);
 		w[i].timed = with_bg;
 		if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0) {
 			fprintf(stderr, "tally-bench: pthread_create failed\n");
@@ -1021,6 +1062,10 @@ run_row(struct target *t, int op, int threads)
 		ops += w[i].ops;
 		ok += w[i].ok;
 		slow += w[i].slow;
+		lr.requests += w[i].lr.requests;
+		lr.ok += w[i].lr.ok;
+		lr.tokens += w[i].lr.tokens;
+		lr.overdraft += w[i].lr.overdraft;
 		if (w[i].end_ns > t1)
 			t1 = w[i].end_ns;
 	}
@@ -1035,7 +1080,7 @@ run_row(struct target *t, int op, int threads)
 	r->impl = t->impl;
 	r->op = op;
 	r->threads = threads;
-	r->keys = (long)t->ks->n;
+	r->keys = t->is_llm ? LLM_KEYS : (long)t->ks->n;
 	r->ops = ops;
 	r->ns_per_op = elapsed * 1e9 * threads / (double)ops;
 	r->mops = (double)ops / elapsed / 1e6;
@@ -1057,7 +1102,14 @@ run_row(struct target *t, int op, int threads)
 			(double)(st1.cas_retries - st0.cas_retries) /
 			(double)ops;
 		r->peak_pending = st1.peak_pending;
+		r->compensations = st1.compensations - st0.compensations;
+		if (t->is_llm)
+			lr.overdraft = (int64_t)(st1.overdraft_units -
+						 st0.overdraft_units);
 	}
+	if (t->is_llm)
+		r->overdraft_per_op =
+			(double)lr.overdraft / (double)(ops ? ops : 1);
 
 	if (ok != ops && t->impl != I_RACY) {
 		fprintf(stderr,
@@ -1065,6 +1117,29 @@ run_row(struct target *t, int op, int threads)
 			" calls did not return OK\n",
 			impl_names[t->impl], op_names[op], ops - ok, ops);
 		r->failed = true;
+	}
+	if (t->is_llm) {
+		int64_t want[3];
+
+		llm_expected(&lr, want);
+		if (!llm_sums(&t->llm, llm_after, llm_held)) {
+			r->failed = true;
+		} else {
+			for (unsigned c = 0; c < 3; c++) {
+				if (llm_after[c] - llm_before[c] == want[c] &&
+				    llm_held[c] == 0)
+					continue;
+				fprintf(stderr,
+					"tally-bench: %s llm_request: counter "
+					"%u: settled %" PRId64
+					", used grew by %" PRId64
+					", held %" PRId64 " at the end\n",
+					impl_names[t->impl], c, want[c],
+					llm_after[c] - llm_before[c],
+					llm_held[c]);
+				r->failed = true;
+			}
+		}
 	}
 	if (is_write(op)) {
 		int64_t applied = (int64_t)ok, delta;
@@ -1167,6 +1242,34 @@ target_mutex(long keys, int threads, double factor)
 	target_line(t && m, x >= factor, what, detail);
 }
 
+/* The LLM request rows' targets: ns per request at one thread, and the
+ * throughput over the mutex map's at two. */
+static void
+target_llm(void)
+{
+	const struct row *t1 = row_find(I_TALLY, O_LLM, 1, LLM_KEYS);
+	const struct row *t2 = row_find(I_TALLY, O_LLM, 2, LLM_KEYS);
+	const struct row *m2 = row_find(I_MUTEX, O_LLM, 2, LLM_KEYS);
+	char detail[128] = "";
+	double x = 0;
+
+	if (t1 != NULL)
+		snprintf(detail, sizeof detail, "%.1f ns/request",
+			 t1->ns_per_op);
+	target_line(t1 != NULL, t1 && t1->ns_per_op <= 1000.0,
+		    "llm_request (admit 6 limits + settle), 1 thread: tally "
+		    "<= 1000 ns/request",
+		    detail);
+	if (t2 && m2) {
+		x = t2->mops / m2->mops;
+		snprintf(detail, sizeof detail, "%.2fx (%.3f vs %.3f Mops/s)",
+			 x, t2->mops, m2->mops);
+	}
+	target_line(t2 && m2, x >= 2.0,
+		    "llm_request, 2 threads: tally >= 2.0x mutex throughput",
+		    detail);
+}
+
 static void
 print_targets(void)
 {
@@ -1203,6 +1306,7 @@ print_targets(void)
 	fprintf(human_out(),
 		"  ----  pending snapshots bounded in a 60 s stress run: "
 		"reported by tally-stress\n");
+	target_llm();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1222,8 +1326,13 @@ usage(FILE *f, const char *argv0)
 		"                  floor-lookup-faa, floor-atomic, tally-rl\n"
 		"                  (default all; tally-rl rows are rate limits,\n"
 		"                  shown in the table only, never in --json)\n"
-		"  --op LIST       of bump, check, try_consume, get (default "
-		"all)\n"
+		"  --op LIST       of bump, check, try_consume, get, "
+		"llm_request\n"
+		"                  (default all; llm_request: one LLM request\n"
+		"                  admitted across 6 limits of a key/team/\n"
+		"                  customer hierarchy, then settled, by tally,\n"
+		"                  mutex and rwlock, after the other rows, on\n"
+		"                  1000 keys whatever --keys says)\n"
 		"  --json          a JSON array of rows on stdout (the table "
 		"and\n"
 		"                  the targets go to stderr)\n"
@@ -1452,14 +1561,65 @@ parse_args(int argc, char **argv)
 	}
 }
 
+/* The llm_request rows (llm.h): tally, mutex and rwlock on one
+ * hierarchy of 1,000 keys, after every other pass. */
+static void
+run_llm_pass(void)
+{
+	static const int impls[] = {I_TALLY, I_MUTEX, I_RWLOCK};
+	static const enum llm_impl kinds[] = {LLM_TALLY, LLM_MUTEX, LLM_RWLOCK};
+	struct llm_hier *h;
+	bool any = false;
+
+	for (unsigned k = 0; k < 3; k++)
+		any |= opt.impl[impls[k]];
+	if (!opt.op[O_LLM] || !any)
+		return;
+	if ((h = llm_hier_create()) == NULL) {
+		fprintf(stderr, "tally-bench: out of memory\n");
+		exit(1);
+	}
+	g_bg = BG_NONE;
+	fprintf(human_out(),
+		"\nllm_request: one request = admit its estimate across %d "
+		"limits (3 budgets, 3 rate limits: its\n"
+		"API key's, team's and customer's), then settle an actual of "
+		"0.5x-1.5x; %d keys drawn zipf(1.0),\n"
+		"%d teams, %d customers (%d records); ns/op = per request; "
+		"mutex: one lock, rwlock: a lock per record\n",
+		LLM_LIMITS, LLM_KEYS, LLM_TEAMS, LLM_CUSTOMERS, LLM_RECORDS);
+	for (unsigned k = 0; k < 3; k++) {
+		struct target t;
+
+		if (!opt.impl[impls[k]])
+			continue;
+		memset(&t, 0, sizeof t);
+		t.impl = impls[k];
+		t.is_llm = true;
+		t.bytes_per_record = -1;
+		if (!llm_setup(&t.llm, kinds[k], h) || !llm_warm(&t.llm)) {
+			llm_teardown(&t.llm);
+			exit(1);
+		}
+		t.store = t.llm.store; /* for the stats */
+		for (int i = 0; i < opt.n_threads; i++)
+			run_row(&t, O_LLM, opt.threads[i]);
+		llm_teardown(&t.llm);
+	}
+	llm_hier_free(h);
+}
+
 int
 main(int argc, char **argv)
 {
 	int64_t t_start = mono_now();
+	bool key_ops = false;
 
 	parse_args(argc, argv);
 	print_header();
-	for (int b = 0; b < opt.n_bg; b++) {
+	for (int op = 0; op < O__COUNT; op++)
+		key_ops |= opt.op[op] && op != O_LLM;
+	for (int b = 0; b < opt.n_bg && key_ops; b++) {
 		g_bg = opt.bg[b];
 		g_bg_rate = opt.bg_rate[b];
 		for (int k = 0; k < opt.n_keys; k++) {
@@ -1479,7 +1639,7 @@ main(int argc, char **argv)
 					exit(1);
 				}
 				for (int op = 0; op < O__COUNT; op++) {
-					if (!opt.op[op])
+					if (!opt.op[op] || op == O_LLM)
 						continue;
 					for (int i = 0; i < opt.n_threads; i++)
 						run_row(&t, op, opt.threads[i]);
@@ -1491,6 +1651,7 @@ main(int argc, char **argv)
 				fputc('\n', human_out());
 		}
 	}
+	run_llm_pass();
 	print_targets();
 	fprintf(human_out(), "\n%s in %.1f s\n",
 		any_failure ? "FAIL: tally-bench found a correctness failure"

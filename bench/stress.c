@@ -28,6 +28,25 @@
  *
  * Windows are told apart by the record's incarnation (views and roll events
  * carry it: a key removed and created again is a new incarnation).
+ *
+ * LLM request lifecycles (--admit-share of the request calls, 1/8 by
+ * default; see the admission section): tally_admit across 4 to 8 of the
+ * same records, shared as a key/team/customer/model hierarchy, then
+ * settle, partial charges, release, hand-off to another thread, late
+ * settles and abandoned holds, under a store whose hold_ttl_max is 2
+ * minutes of the fake clock. Settled, partially charged and consumed
+ * units go into the same window ledgers (every one must be found in
+ * exactly one window); held units have their own ledger (placed by
+ * admissions; released by settles, expired by the expiry listener, or
+ * left on a removed record), which must balance once the run ends, the
+ * holds still in flight are settled, and the clock has passed every
+ * deadline and a sweep has dropped what expired: nothing may be held by
+ * then. Every decision is checked against its own reports (an admitted
+ * hold never leaves used + held above a max; a refusal is justified by
+ * the state its report shows), refused calls made during checkpoints,
+ * with every other thread parked, must leave their records exactly as
+ * they were (version included), and the store's admission counters must
+ * equal what the threads counted.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -61,7 +80,8 @@ static struct {
 	bool real_clock;
 	double speed; /* simulated seconds per real second */
 	bool progress;
-} opt = {20.0, 0, 10000, 1, false, false, 3600.0, false};
+	double admit_share; /* of the request calls: LLM request lifecycles */
+} opt = {20.0, 0, 10000, 1, false, false, 3600.0, false, 0.125};
 
 /* ------------------------------------------------------------------------ */
 /* Clock                                                                    */
@@ -79,12 +99,27 @@ mono_now(void)
 	return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
 }
 
+static int64_t clock_skip; /* atomic: added to the fake clock (the end) */
+
 static int64_t
 fast_clock(void *ctx)
 {
 	(void)ctx;
 	return sim_start +
-	       (int64_t)((double)(mono_now() - mono_start) * opt.speed);
+	       (int64_t)((double)(mono_now() - mono_start) * opt.speed) +
+	       __atomic_load_n(&clock_skip, __ATOMIC_RELAXED);
+}
+
+/* The store's precise clock, whichever it is. */
+static int64_t
+store_now(void)
+{
+	struct timespec ts;
+
+	if (!opt.real_clock)
+		return fast_clock(NULL);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
 }
 
 /* The fake clock's coarse twin, as a store on the default clock has one:
@@ -381,6 +416,66 @@ struct wcache {
 	bool used;
 };
 
+/* Admission figures each thread counts (see the admission section). */
+enum adm_count {
+	A_HOLD_OK,
+	A_HOLD_LIMITED,
+	A_HOLD_ENOENT,
+	A_CONSUME_OK,
+	A_CONSUME_LIMITED,
+	A_CONSUME_ENOENT,
+	A_PEEK_OK,
+	A_PEEK_LIMITED,
+	A_PEEK_ENOENT,
+	A_PARTS_HELD,    /* records held by admitted HOLD calls */
+	A_SETTLES,       /* tally_settle calls */
+	A_RELEASES,      /* tally_release calls */
+	A_PARTIALS,      /* tally_settle_partial calls */
+	A_RESETTLES,     /* second settles of a settled handle (ESETTLED) */
+	A_HANDED,        /* holds settled by another thread (mailbox) */
+	A_ABANDONED,     /* holds never settled: left to expire */
+	A_LATE_PARTS,    /* per record: settles of an expired hold */
+	A_EARLY_LATE,    /* of those, settled before the hold's deadline */
+	A_GONE_PARTS,    /* per record: settle or consume on a removed one */
+	A_OVERDRAFT,     /* units charged beyond the holds */
+	A_SHADOW_DENY,   /* shadow charges that would have refused */
+	A_EXPIRED_HOLDS, /* expiry listener: holds */
+	A_EXPIRED_UNITS, /* expiry listener: units, all counters */
+	A_CONSUMED,      /* units consumed (CONSUME), all counters */
+	A_SETTLED,       /* units settled or charged partially */
+	A_NO_TRACE,      /* refused calls checked for no trace */
+	A__COUNT
+};
+
+static const char *adm_name[A__COUNT] = {"admit hold ok",
+					 "admit hold limited",
+					 "admit hold enoent",
+					 "admit consume ok",
+					 "admit consume limited",
+					 "admit consume enoent",
+					 "admit peek ok",
+					 "admit peek limited",
+					 "admit peek enoent",
+					 "records held",
+					 "settles",
+					 "releases",
+					 "partial charges",
+					 "second settles",
+					 "settled elsewhere",
+					 "abandoned holds",
+					 "late settles",
+					 "late before deadline",
+					 "gone (removed)",
+					 "overdraft units",
+					 "shadow would deny",
+					 "expired holds",
+					 "expired units",
+					 "units consumed",
+					 "units settled",
+					 "no-trace checks"};
+
+struct flight;
+
 struct thread_ctx {
 	pthread_t tid;
 	struct wcache *cache; /* 3 per key: budget, tokens, requests */
@@ -390,6 +485,15 @@ struct thread_ctx {
 	uint64_t ops[OP__COUNT];
 	uint64_t total_ops; /* atomic: progress */
 	int errors;
+	/* Admission: held units by (key, kind, counter, incarnation), with
+	 * wstart 0: applied = placed by admitted holds, closed = released by
+	 * settles + expired + held at removal; closings = removals. */
+	struct ledger held;
+	uint64_t adm[A__COUNT];
+	struct flight *ring; /* holds in flight, FIFO */
+	unsigned ring_head, ring_n;
+	struct flight *late; /* holds to settle after their deadline */
+	unsigned late_n;
 };
 
 static tally_store *store;
@@ -556,6 +660,728 @@ ratelimit_config(tally_ratelimit_config *c, uint64_t *rng)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Admission: LLM request lifecycles across a hierarchy of limits           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The hierarchy lives in the same records as the other calls: ids 0..7
+ * are customers, 8..71 teams, 72..75 provider/model limits, the others
+ * API keys. A request of key k charges, in a shuffled order, the first 4
+ * to 8 of: k's budget and rate limit, its team's (8 + k % 64) budget and
+ * rate limit, its customer's (team % 8) budget and rate limit, its
+ * model's (72 + k % 4) rate limit and budget. Keys are drawn zipf, so
+ * customers and teams are shared by many requests at once, and all of
+ * these records also see check, try_consume, bump, upserts, resets and
+ * removes.
+ *
+ * Lifecycles: admit (HOLD, sometimes CONSUME or PEEK, sometimes with a
+ * shadow charge), then settle at once with an actual from 0 to 2x the
+ * estimate, charge it partially first, release it, keep it in flight for
+ * a while (a ring per thread), hand it to another thread (a mailbox),
+ * settle it after its deadline (late), or abandon it to expiry.
+ *
+ * Checked: every settled, partially charged and consumed unit enters the
+ * window ledgers by the window its report names (so it must be found in
+ * exactly one window, as every other unit); every unit held is released by
+ * a settle, expired (expiry listener) or left on a removed record, and
+ * none is left at the end; every decision's post-state and refusal is
+ * checked against its own report; refused calls made while every other
+ * thread is parked must leave every record as it was (version included);
+ * the store's admission counters must equal what the threads counted.
+ */
+#define H_CUSTOMERS 8
+#define H_TEAMS 64
+#define H_MODELS 4
+#define H_FIRST_KEY (H_CUSTOMERS + H_TEAMS + H_MODELS)
+#define H_MIN_KEYS 128 /* fewer keys: no admission in the mix */
+#define H_MAX 8        /* limits per request */
+#define RING 32
+#define LATE_MAX 16
+#define MAILBOX 256
+
+/* A hold in flight, and what its settles need to know. */
+struct flight {
+	tally_hold h;
+	int64_t settle_at; /* in flight (ring): when the response comes */
+	unsigned n;
+	int id[H_MAX];
+	uint32_t kind[H_MAX];
+	int64_t est[2]; /* budget amount; rate-limit tokens (requests: 1) */
+};
+
+static int64_t hold_ttl_max; /* ns of the store's clock */
+static int64_t hold_grain;   /* ceil(hold_ttl_max / 3) */
+static bool admission_on;    /* keys >= H_MIN_KEYS and a share > 0 */
+
+static struct {
+	pthread_mutex_t lock;
+	struct flight *slot; /* MAILBOX */
+	unsigned n;
+} mailbox = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+
+/* Counters of a kind's record: budget [0]; rate limit [0] tokens and [1]
+ * requests. The wcache slot of counter c: 0 budget, 1 tokens, 2
+ * requests. */
+static unsigned
+n_counters(uint32_t kind)
+{
+	return kind == TALLY_KIND_BUDGET ? 1u : 2u;
+}
+
+static unsigned
+counter_of(uint32_t kind, unsigned c)
+{
+	if (kind == TALLY_KIND_BUDGET)
+		return TALLY_COUNTER_BUDGET;
+	return c == 0 ? TALLY_COUNTER_TOKENS : TALLY_COUNTER_REQUESTS;
+}
+
+static int
+wslot_of(uint32_t kind, unsigned c)
+{
+	return kind == TALLY_KIND_BUDGET ? 0 : 1 + (int)c;
+}
+
+/* Held units: placed by a hold, closed by a release, an expiry or a
+ * removal (removed: closings + 1). */
+static void
+held_add(struct thread_ctx *t, int id, uint32_t kind, unsigned c,
+	 uint64_t incarnation, int64_t placed, int64_t closed, bool removed)
+{
+	struct wkey k;
+	struct wslot *s;
+
+	memset(&k, 0, sizeof k);
+	k.id = (uint32_t)id;
+	k.kind = (uint8_t)kind;
+	k.counter = (uint8_t)counter_of(kind, c);
+	k.incarn = incarnation;
+	s = ledger_slot(&t->held, &k);
+	s->applied += placed;
+	s->closed += closed;
+	if (removed)
+		s->closings++;
+}
+
+/* The expiry listener: holds dropped by any CAS, from any thread. */
+static void
+on_expire(const tally_expiry *ev, void *ctx)
+{
+	int id = key_id(ev->key);
+
+	(void)ctx;
+	if (self == NULL || id < 0) {
+		violation("expiry reported on an unknown thread or key %s",
+			  ev->key);
+		return;
+	}
+	self->adm[A_EXPIRED_HOLDS] += ev->holds;
+	for (unsigned c = 0; c < n_counters(ev->kind); c++) {
+		held_add(self, id, ev->kind, c, ev->incarnation, 0,
+			 ev->amount[c], false);
+		self->adm[A_EXPIRED_UNITS] += (uint64_t)ev->amount[c];
+	}
+}
+
+/* The estimate of a charge's counter c. */
+static int64_t
+charge_amount(const tally_charge *ch, unsigned c)
+{
+	if (ch->kind == TALLY_KIND_BUDGET)
+		return ch->amount;
+	return c == 0 ? ch->tokens : ch->requests;
+}
+
+/* Picks a request: its records and estimates, as charges (f->n of them). */
+static void
+pick_request(struct thread_ctx *t, struct flight *f, tally_charge *ch)
+{
+	int key = H_FIRST_KEY + zipf_pick(&t->rng) % (opt.keys - H_FIRST_KEY);
+	int team = H_CUSTOMERS + key % H_TEAMS;
+	int cust = team % H_CUSTOMERS;
+	int model = H_CUSTOMERS + H_TEAMS + key % H_MODELS;
+	const int ids[H_MAX] = {key, key, team, team, cust, cust, model, model};
+	const uint32_t kinds[H_MAX] = {
+		TALLY_KIND_BUDGET,    TALLY_KIND_RATELIMIT,
+		TALLY_KIND_BUDGET,    TALLY_KIND_RATELIMIT,
+		TALLY_KIND_BUDGET,    TALLY_KIND_RATELIMIT,
+		TALLY_KIND_RATELIMIT, TALLY_KIND_BUDGET};
+	unsigned order[H_MAX];
+
+	f->n = 4 + (unsigned)(rng_next(&t->rng) % 5);
+	for (unsigned i = 0; i < H_MAX; i++)
+		order[i] = i;
+	for (unsigned i = f->n; i-- > 1;) {
+		unsigned j = (unsigned)(rng_next(&t->rng) % (i + 1)), x;
+
+		x = order[i];
+		order[i] = order[j];
+		order[j] = x;
+	}
+	f->est[0] = (int64_t)(rng_next(&t->rng) % 20000) + 1;
+	f->est[1] = (int64_t)(rng_next(&t->rng) % 4000) + 1;
+	for (unsigned i = 0; i < f->n; i++) {
+		tally_charge *c = &ch[i];
+
+		f->id[i] = ids[order[i]];
+		f->kind[i] = kinds[order[i]];
+		memset(c, 0, sizeof *c);
+		c->kind = f->kind[i];
+		c->key = key_of(c->kind, f->id[i]);
+		/* Both key forms. */
+		c->key_len = rng_next(&t->rng) & 1 ? TALLY_KEY_STRLEN
+						   : strlen(c->key);
+		if (c->kind == TALLY_KIND_BUDGET) {
+			c->amount = f->est[0];
+		} else {
+			c->tokens = f->est[1];
+			c->requests = 1;
+		}
+	}
+	if (rng_next(&t->rng) % 32 == 0)
+		ch[rng_next(&t->rng) % f->n].flags = TALLY_CHARGE_SHADOW;
+}
+
+/*
+ * A decision against its own reports. OK: every counter with a max of
+ * every charge that is not a shadow fits (HOLD: used + held <= max after
+ * the hold, its post-state; PEEK: the estimate fits the state it saw).
+ * LIMITED: the refusing limit (the lowest bit of the mask) has a counter
+ * whose estimate does not fit the state its report shows. ENOENT: the
+ * named limit is flagged GONE. Every report's remaining is max - used -
+ * held, at least 0.
+ */
+static void
+check_decision(const tally_charge *ch, unsigned n, uint32_t mode, int rc,
+	       const tally_decision *d)
+{
+	if (rc < 0 && rc != TALLY_ENOENT) {
+		violation("tally_admit: %s", tally_strerror(rc));
+		return;
+	}
+	if (d->n != n) {
+		violation("decision reports %u limits of %u", d->n, n);
+		return;
+	}
+	for (unsigned i = 0; i < n && rc != TALLY_ENOENT; i++) {
+		const tally_limit_report *r = &d->limit[i];
+
+		for (unsigned c = 0; c < n_counters(ch[i].kind); c++) {
+			const tally_counter_report *k = &r->c[c];
+			int64_t room, want;
+
+			if (k->flags & TALLY_DECISION_UNLIMITED)
+				continue;
+			room = k->max - k->used - k->held;
+			want = room < 0 ? 0 : room;
+			if (k->remaining != want)
+				violation("%s: remaining %" PRId64
+					  " with max %" PRId64 ", used %" PRId64
+					  ", held %" PRId64,
+					  ch[i].key, k->remaining, k->max,
+					  k->used, k->held);
+			if (rc != TALLY_OK ||
+			    (ch[i].flags & TALLY_CHARGE_SHADOW))
+				continue;
+			if (mode == TALLY_ADMIT_HOLD && room < 0)
+				violation("admitted hold left %s with used "
+					  "%" PRId64 " + held %" PRId64
+					  " > max %" PRId64,
+					  ch[i].key, k->used, k->held, k->max);
+			if (mode == TALLY_ADMIT_PEEK &&
+			    charge_amount(&ch[i], c) > room)
+				violation("peek OK on %s: %" PRId64
+					  " does not fit %" PRId64,
+					  ch[i].key, charge_amount(&ch[i], c),
+					  room);
+		}
+	}
+	if (rc == TALLY_OK) {
+		if (d->refused != -1 || d->mask != 0)
+			violation("admitted, with refused %d, mask %#x",
+				  d->refused, d->mask);
+		return;
+	}
+	if (d->refused < 0 || (unsigned)d->refused >= n) {
+		violation("refused (%s) without a limit named",
+			  tally_strerror(rc));
+		return;
+	}
+	if (rc == TALLY_ENOENT) {
+		if (!(d->limit[d->refused].flags & TALLY_DECISION_GONE))
+			violation("ENOENT names %s, not flagged GONE",
+				  ch[d->refused].key);
+		return;
+	}
+	if (!(d->mask & (1u << d->refused)) ||
+	    (d->mask & ((1u << d->refused) - 1)) != 0) {
+		violation("refused %d is not the first of mask %#x", d->refused,
+			  d->mask);
+		return;
+	}
+	{
+		const tally_charge *c = &ch[d->refused];
+		const tally_limit_report *r = &d->limit[d->refused];
+		bool justified = false;
+
+		for (unsigned k = 0; k < n_counters(c->kind); k++) {
+			const tally_counter_report *q = &r->c[k];
+
+			if (q->flags & TALLY_DECISION_UNLIMITED)
+				continue;
+			if (charge_amount(c, k) > q->max - q->used - q->held &&
+			    (q->flags & TALLY_DECISION_DENIED))
+				justified = true;
+		}
+		if (!justified || (c->flags & TALLY_CHARGE_SHADOW))
+			violation("refusal by %s%s is not justified by its "
+				  "report",
+				  c->key,
+				  (c->flags & TALLY_CHARGE_SHADOW)
+					  ? " (a shadow charge)"
+					  : "");
+	}
+}
+
+/* The units of a report's counters go to the window ledger. */
+static void
+charge_windows(struct thread_ctx *t, int id, uint32_t kind,
+	       const tally_limit_report *r, const int64_t amount[2])
+{
+	for (unsigned c = 0; c < n_counters(kind); c++)
+		if (amount[c] != 0)
+			applied(t, id, wslot_of(kind, c), r->incarnation,
+				r->c[c].window_start, amount[c]);
+}
+
+/*
+ * Settles (actual != NULL), releases (actual NULL, partial false) or
+ * partially charges f, and accounts for it: units charged to the windows
+ * the reports name, held units released (all that the handle held, or
+ * what a partial charge took), overdrafts and late settles against what
+ * the handle held.
+ */
+static void
+settle_flight(struct thread_ctx *t, struct flight *f, const int64_t *actual,
+	      bool partial)
+{
+	tally_decision d = TALLY_DECISION_INIT;
+	tally_cost cost[H_MAX];
+	int64_t before[H_MAX][2];
+	int rc;
+
+	memset(cost, 0, sizeof cost);
+	for (unsigned i = 0; i < f->n; i++) {
+		before[i][0] = f->h.part[i].amount[0];
+		before[i][1] = f->h.part[i].amount[1];
+		if (actual == NULL)
+			continue;
+		if (f->kind[i] == TALLY_KIND_BUDGET) {
+			cost[i].amount = actual[0];
+		} else {
+			cost[i].tokens = actual[1];
+			cost[i].requests = actual[2];
+		}
+	}
+	if (partial) {
+		rc = tally_settle_partial(store, &f->h, cost, f->n, &d);
+		t->adm[A_PARTIALS]++;
+	} else if (actual == NULL) {
+		rc = tally_release(store, &f->h, &d);
+		t->adm[A_RELEASES]++;
+	} else {
+		rc = tally_settle(store, &f->h, cost, f->n, &d);
+		t->adm[A_SETTLES]++;
+	}
+	if (rc != TALLY_OK) {
+		violation("settle of a live hold: %s", tally_strerror(rc));
+		return;
+	}
+	if (!partial && f->h.state != TALLY_HOLD_SETTLED)
+		violation("settled hold not marked settled");
+	for (unsigned i = 0; i < f->n; i++) {
+		const tally_limit_report *r = &d.limit[i];
+		bool late = (r->flags & TALLY_DECISION_LATE) != 0;
+		int64_t amount[2] = {0, 0};
+
+		if (r->flags & TALLY_DECISION_GONE) {
+			t->adm[A_GONE_PARTS]++;
+			continue;
+		}
+		for (unsigned c = 0; c < n_counters(f->kind[i]); c++) {
+			int64_t a = f->kind[i] == TALLY_KIND_BUDGET
+					    ? cost[i].amount
+				    : c == 0 ? cost[i].tokens
+					     : cost[i].requests;
+			int64_t moved =
+				partial ? before[i][c] - f->h.part[i].amount[c]
+					: before[i][c];
+			int64_t over = a > moved ? a - moved : 0;
+
+			amount[c] = a;
+			t->adm[A_SETTLED] += (uint64_t)a;
+			t->adm[A_OVERDRAFT] += (uint64_t)r->c[c].overdraft;
+			if (late) {
+				if (r->c[c].overdraft != 0)
+					violation(
+						"late settle on %s reports an "
+						"overdraft",
+						key_of(f->kind[i], f->id[i]));
+				continue;
+			}
+			if (partial &&
+			    moved != (a < before[i][c] ? a : before[i][c]))
+				violation("partial charge of %" PRId64
+					  " took %" PRId64 " of %" PRId64
+					  " held",
+					  a, moved, before[i][c]);
+			if (r->c[c].overdraft != over)
+				violation("settle of %" PRId64 " on %" PRId64
+					  " held reports overdraft %" PRId64,
+					  a, moved, r->c[c].overdraft);
+			held_add(t, f->id[i], f->kind[i], c, r->incarnation, 0,
+				 moved, false);
+		}
+		charge_windows(t, f->id[i], f->kind[i], r, amount);
+		if (late) {
+			t->adm[A_LATE_PARTS]++;
+			if (d.now < f->h.deadline)
+				t->adm[A_EARLY_LATE]++;
+		} else if (d.now >= f->h.deadline + 2 * hold_grain) {
+			violation("settle on %s long after the hold's deadline "
+				  "(%" PRId64 " ns) was not late",
+				  key_of(f->kind[i], f->id[i]),
+				  d.now - f->h.deadline);
+		}
+	}
+	if (!partial && rng_next(&t->rng) % 64 == 0) {
+		/* Settled once: a second settle changes nothing. */
+		t->adm[A_RESETTLES]++;
+		rc = tally_settle(store, &f->h, cost, f->n, NULL);
+		if (rc != TALLY_ESETTLED)
+			violation("second settle of a hold: %s",
+				  tally_strerror(rc));
+	}
+}
+
+/* Settles f with an actual of 0 to 2x its estimate (a tenth: release). */
+static void
+finish_flight(struct thread_ctx *t, struct flight *f)
+{
+	int64_t x = (int64_t)(rng_next(&t->rng) % 21), actual[3];
+
+	if (x == 0) {
+		settle_flight(t, f, NULL, false);
+		return;
+	}
+	actual[0] = f->est[0] * x / 10;
+	actual[1] = f->est[1] * x / 10;
+	actual[2] = 1;
+	settle_flight(t, f, actual, false);
+}
+
+static void
+mailbox_put(struct thread_ctx *t, struct flight *f)
+{
+	bool put = false;
+
+	pthread_mutex_lock(&mailbox.lock);
+	if (mailbox.n < MAILBOX) {
+		mailbox.slot[mailbox.n++] = *f;
+		put = true;
+	}
+	pthread_mutex_unlock(&mailbox.lock);
+	if (!put)
+		finish_flight(t, f);
+}
+
+static bool
+mailbox_take(struct flight *f)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&mailbox.lock);
+	if (mailbox.n > 0) {
+		*f = mailbox.slot[--mailbox.n];
+		got = true;
+	}
+	pthread_mutex_unlock(&mailbox.lock);
+	return got;
+}
+
+/* Settles the holds in flight whose response came (the ring's order is
+ * the admission order; the responses come in any order). */
+static void
+ring_due(struct thread_ctx *t)
+{
+	int64_t now = store_now();
+	unsigned kept = 0;
+
+	for (unsigned j = 0; j < t->ring_n; j++) {
+		struct flight *f = &t->ring[(t->ring_head + j) % RING];
+
+		if (f->settle_at <= now)
+			finish_flight(t, f);
+		else if (kept++ != j)
+			t->ring[(t->ring_head + kept - 1) % RING] = *f;
+	}
+	t->ring_n = kept;
+}
+
+/* One LLM request: admit, then a lifecycle. */
+static void
+llm_request(struct thread_ctx *t)
+{
+	tally_charge ch[H_MAX];
+	tally_decision d = TALLY_DECISION_INIT;
+	struct flight f;
+	uint64_t r = rng_next(&t->rng) % 100;
+	uint32_t mode = r < 8    ? TALLY_ADMIT_CONSUME
+			: r < 12 ? TALLY_ADMIT_PEEK
+				 : TALLY_ADMIT_HOLD;
+	int64_t ttl = 0;
+	int rc;
+
+	pick_request(t, &f, ch);
+	if (mode == TALLY_ADMIT_HOLD) {
+		tally_hold h = TALLY_HOLD_INIT;
+
+		f.h = h;
+		ttl = hold_ttl_max / 8 +
+		      (int64_t)(rng_next(&t->rng) %
+				(uint64_t)(hold_ttl_max - hold_ttl_max / 8));
+	}
+	rc = tally_admit(store, ch, f.n, mode, ttl,
+			 mode == TALLY_ADMIT_HOLD ? &f.h : NULL, &d);
+	check_decision(ch, f.n, mode, rc, &d);
+	t->adm[(mode == TALLY_ADMIT_HOLD      ? A_HOLD_OK
+		: mode == TALLY_ADMIT_CONSUME ? A_CONSUME_OK
+					      : A_PEEK_OK) +
+	       (rc == TALLY_OK        ? 0
+		: rc == TALLY_LIMITED ? 1
+				      : 2)]++;
+	if (rc != TALLY_OK || mode == TALLY_ADMIT_PEEK)
+		return;
+	for (unsigned i = 0; i < f.n; i++)
+		if (d.limit[i].flags & TALLY_DECISION_SHADOW_WOULD_DENY)
+			t->adm[A_SHADOW_DENY]++;
+	if (mode == TALLY_ADMIT_CONSUME) {
+		for (unsigned i = 0; i < f.n; i++) {
+			int64_t amount[2];
+
+			if (d.limit[i].flags & TALLY_DECISION_GONE) {
+				t->adm[A_GONE_PARTS]++;
+				continue;
+			}
+			amount[0] = charge_amount(&ch[i], 0);
+			amount[1] = charge_amount(&ch[i], 1);
+			charge_windows(t, f.id[i], f.kind[i], &d.limit[i],
+				       amount);
+			t->adm[A_CONSUMED] +=
+				(uint64_t)(amount[0] +
+					   (f.kind[i] == TALLY_KIND_BUDGET
+						    ? 0
+						    : amount[1]));
+		}
+		return;
+	}
+	t->adm[A_PARTS_HELD] += f.n;
+	for (unsigned i = 0; i < f.n; i++)
+		for (unsigned c = 0; c < n_counters(f.kind[i]); c++)
+			held_add(t, f.id[i], f.kind[i], c,
+				 f.h.part[i].incarnation,
+				 charge_amount(&ch[i], c), 0, false);
+
+	r = rng_next(&t->rng) % 100;
+	if (r < 40) {
+		finish_flight(t, &f);
+	} else if (r < 50) {
+		/* Streaming: one or two partial charges, then the rest. */
+		unsigned k = 1 + (unsigned)(rng_next(&t->rng) % 2);
+
+		for (unsigned j = 0; j < k; j++) {
+			int64_t part[3] = {f.est[0] / 3 + 1, f.est[1] / 3 + 1,
+					   j == 0 ? 1 : 0};
+
+			settle_flight(t, &f, part, true);
+		}
+		finish_flight(t, &f);
+	} else if (r < 60) {
+		settle_flight(t, &f, NULL, false);
+	} else if (r < 88) {
+		/* In flight until its response comes, up to half its TTL
+		 * later (when the ring is full, the oldest settles now). */
+		if (t->ring_n == RING) {
+			finish_flight(t, &t->ring[t->ring_head]);
+			t->ring_head = (t->ring_head + 1) % RING;
+			t->ring_n--;
+		}
+		f.settle_at = d.now + (int64_t)(rng_next(&t->rng) %
+						(uint64_t)(ttl / 2 + 1));
+		t->ring[(t->ring_head + t->ring_n++) % RING] = f;
+	} else if (r < 93) {
+		t->adm[A_HANDED]++;
+		mailbox_put(t, &f);
+	} else if (r < 97 || t->late_n == LATE_MAX) {
+		t->adm[A_ABANDONED]++; /* left to expire */
+	} else {
+		t->late[t->late_n++] = f;
+	}
+	/* Responses that came, someone else's hold, and a late one whose
+	 * deadline has passed. */
+	ring_due(t);
+	if (rng_next(&t->rng) % 4 == 0 && mailbox_take(&f))
+		finish_flight(t, &f);
+	if (t->late_n > 0 &&
+	    store_now() >= t->late[0].h.deadline + 2 * hold_grain) {
+		finish_flight(t, &t->late[0]);
+		t->late[0] = t->late[--t->late_n];
+	}
+}
+
+/* Settles every hold a thread still has in flight (the end). */
+static void
+drain_flights(struct thread_ctx *t, struct thread_ctx *by)
+{
+	struct flight f;
+
+	while (t->ring_n > 0) {
+		finish_flight(by, &t->ring[t->ring_head]);
+		t->ring_head = (t->ring_head + 1) % RING;
+		t->ring_n--;
+	}
+	while (t->late_n > 0)
+		finish_flight(by, &t->late[--t->late_n]);
+	while (mailbox_take(&f))
+		finish_flight(by, &f);
+}
+
+/* A record's state as a refused call must leave it. */
+struct trace {
+	bool live;
+	uint64_t version;
+	int64_t used[2], held[2];
+	uint64_t holds;
+};
+
+static void
+trace_of(uint32_t kind, int id, struct trace *tr)
+{
+	memset(tr, 0, sizeof *tr);
+	if (kind == TALLY_KIND_BUDGET) {
+		tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+
+		if (tally_budget_get(store, key_of(kind, id), &v) != TALLY_OK)
+			return;
+		tr->live = true;
+		tr->version = v.version;
+		tr->used[0] = v.usage;
+		tr->held[0] = v.held;
+		tr->holds = v.holds;
+	} else {
+		tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
+
+		if (tally_ratelimit_get(store, key_of(kind, id), &v) !=
+		    TALLY_OK)
+			return;
+		tr->live = true;
+		tr->version = v.version;
+		tr->used[0] = v.tokens.usage;
+		tr->used[1] = v.requests.usage;
+		tr->held[0] = v.tokens_held;
+		tr->held[1] = v.requests_held;
+		tr->holds = v.holds;
+	}
+}
+
+/*
+ * With every other thread parked: requests made to refuse (one budget's
+ * estimate over its max, or over its room) must return LIMITED, name a
+ * refusing limit, and leave every record of the call as it was, version
+ * included. A call that passes anyway (its window rolled, a hold expired
+ * in between) is released and not counted.
+ */
+static void
+no_trace_checks(struct thread_ctx *t)
+{
+	for (int k = 0; k < 8; k++) {
+		tally_charge ch[H_MAX];
+		tally_decision d = TALLY_DECISION_INIT;
+		struct trace before[H_MAX], after[H_MAX];
+		struct flight f;
+		const tally_hold h = TALLY_HOLD_INIT;
+		unsigned j = H_MAX;
+		bool all = true, too_big = false;
+		int rc;
+
+		pick_request(t, &f, ch);
+		for (unsigned i = 0; i < f.n; i++) {
+			trace_of(f.kind[i], f.id[i], &before[i]);
+			all &= before[i].live;
+			ch[i].flags = 0;
+			if (j == H_MAX && f.kind[i] == TALLY_KIND_BUDGET)
+				j = i;
+		}
+		if (!all || j == H_MAX)
+			continue;
+		{
+			tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+
+			if (tally_budget_get(store, ch[j].key, &v) != TALLY_OK)
+				continue;
+			too_big = k % 2 == 0 && v.config.max_limit < INT64_MAX;
+			if (too_big)
+				ch[j].amount = v.config.max_limit + 1;
+			else if (v.config.max_limit - v.usage - v.held >= 0)
+				ch[j].amount = v.config.max_limit - v.usage -
+					       v.held + 1;
+			else
+				ch[j].amount = 1;
+		}
+		f.h = h;
+		rc = tally_admit(store, ch, f.n, TALLY_ADMIT_HOLD, hold_ttl_max,
+				 &f.h, &d);
+		check_decision(ch, f.n, TALLY_ADMIT_HOLD, rc, &d);
+		if (rc == TALLY_OK) {
+			/* It fitted after all (a window rolled): release. */
+			t->adm[A_HOLD_OK]++;
+			t->adm[A_PARTS_HELD] += f.n;
+			for (unsigned i = 0; i < f.n; i++)
+				for (unsigned c = 0; c < n_counters(f.kind[i]);
+				     c++)
+					held_add(t, f.id[i], f.kind[i], c,
+						 f.h.part[i].incarnation,
+						 charge_amount(&ch[i], c), 0,
+						 false);
+			settle_flight(t, &f, NULL, false);
+			continue;
+		}
+		t->adm[rc == TALLY_LIMITED ? A_HOLD_LIMITED : A_HOLD_ENOENT]++;
+		t->adm[A_NO_TRACE]++;
+		/* Over its max, the budget refuses whatever its window; over
+		 * the room of the stored view, it may fit once a window that
+		 * is due counts as rolled (another limit refused then). */
+		if (rc != TALLY_LIMITED || (too_big && !(d.mask & (1u << j))))
+			violation("a call made to refuse on %s (%s): %s, mask "
+				  "%#x",
+				  ch[j].key,
+				  too_big ? "over its max" : "over its room",
+				  tally_strerror(rc), d.mask);
+		for (unsigned i = 0; i < f.n; i++) {
+			trace_of(f.kind[i], f.id[i], &after[i]);
+			if (memcmp(&before[i], &after[i], sizeof before[i]) !=
+			    0)
+				violation("refused call left a trace on %s: "
+					  "version %" PRIu64 " -> %" PRIu64
+					  ", held %" PRId64 " -> %" PRId64,
+					  ch[i].key, before[i].version,
+					  after[i].version, before[i].held[0],
+					  after[i].held[0]);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------ */
 /* Workers                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -568,35 +1394,41 @@ budget_request(struct thread_ctx *t, int id)
 	unsigned what = (unsigned)(rng_next(&t->rng) % 10);
 	int rc;
 
+	/* Holds count against the max: check blocks iff used + held >=
+	 * max, try_consume takes only what fits beside them. */
 	if (what < 4) {
 		rc = tally_budget_check(store, key, &v);
-		if (rc == TALLY_OK && v.usage >= v.config.max_limit)
+		if (rc == TALLY_OK && v.usage >= v.config.max_limit - v.held)
 			violation("check OK on %s with usage %" PRId64
-				  " >= max %" PRId64,
-				  key, v.usage, v.config.max_limit);
-		if (rc == TALLY_LIMITED && v.usage < v.config.max_limit)
+				  " + held %" PRId64 " >= max %" PRId64,
+				  key, v.usage, v.held, v.config.max_limit);
+		if (rc == TALLY_LIMITED &&
+		    v.usage < v.config.max_limit - v.held)
 			violation("check LIMITED on %s with usage %" PRId64
-				  " < max %" PRId64,
-				  key, v.usage, v.config.max_limit);
+				  " + held %" PRId64 " < max %" PRId64,
+				  key, v.usage, v.held, v.config.max_limit);
 		t->ops[rc == TALLY_OK        ? OP_CHECK
 		       : rc == TALLY_LIMITED ? OP_CHECK_LIMITED
 					     : OP_ENOENT]++;
 	} else if (what < 7) {
 		rc = tally_budget_try_consume(store, key, cost, &v);
 		if (rc == TALLY_OK) {
-			if (v.usage > v.config.max_limit)
+			if (v.usage > v.config.max_limit - v.held)
 				violation(
 					"try_consume on %s left usage %" PRId64
-					" > max %" PRId64,
-					key, v.usage, v.config.max_limit);
+					" + held %" PRId64 " > max %" PRId64,
+					key, v.usage, v.held,
+					v.config.max_limit);
 			applied(t, id, 0, v.incarnation, v.window_start, cost);
 			t->ops[OP_TRY_OK]++;
 		} else if (rc == TALLY_LIMITED) {
-			if (cost <= v.config.max_limit - v.usage)
+			if (cost <= v.config.max_limit - v.usage - v.held)
 				violation(
 					"try_consume LIMITED on %s: usage %" PRId64
-					" + %" PRId64 " <= max %" PRId64,
-					key, v.usage, cost, v.config.max_limit);
+					" + held %" PRId64 " + %" PRId64
+					" <= max %" PRId64,
+					key, v.usage, v.held, cost,
+					v.config.max_limit);
 			t->ops[OP_TRY_LIMITED]++;
 		} else {
 			t->ops[OP_ENOENT]++;
@@ -635,9 +1467,11 @@ rate_request(struct thread_ctx *t, int id)
 						 &v);
 		if (rc == TALLY_OK) {
 			if ((v.config.tokens.has_max &&
-			     v.tokens.usage > v.config.tokens.max) ||
+			     v.tokens.usage >
+				     v.config.tokens.max - v.tokens_held) ||
 			    (v.config.requests.has_max &&
-			     v.requests.usage > v.config.requests.max))
+			     v.requests.usage >
+				     v.config.requests.max - v.requests_held))
 				violation("try_consume on %s left usage above "
 					  "max",
 					  key);
@@ -650,11 +1484,12 @@ rate_request(struct thread_ctx *t, int id)
 			bool justified =
 				((mask & TALLY_COUNTER_TOKENS) &&
 				 v.config.tokens.has_max &&
-				 tokens > v.config.tokens.max -
-						  v.tokens.usage) ||
+				 tokens > v.config.tokens.max - v.tokens.usage -
+						  v.tokens_held) ||
 				((mask & TALLY_COUNTER_REQUESTS) &&
 				 v.config.requests.has_max &&
-				 1 > v.config.requests.max - v.requests.usage);
+				 1 > v.config.requests.max - v.requests.usage -
+						 v.requests_held);
 			if (!justified || mask == 0)
 				violation("rate try_consume LIMITED on %s "
 					  "without cause",
@@ -691,7 +1526,11 @@ worker_main(void *arg)
 		for (int i = 0; i < 64; i++) {
 			int id = zipf_pick(&t->rng);
 
-			if (rng_next(&t->rng) & 1)
+			if (admission_on &&
+			    (double)(rng_next(&t->rng) >> 11) * 0x1p-53 <
+				    opt.admit_share)
+				llm_request(t);
+			else if (rng_next(&t->rng) & 1)
 				budget_request(t, id);
 			else
 				rate_request(t, id);
@@ -751,6 +1590,8 @@ admin_budget(struct thread_ctx *t, int id)
 			ledger_add(&t->ledger, (uint32_t)id, TALLY_KIND_BUDGET,
 				   TALLY_COUNTER_BUDGET, v.incarnation,
 				   v.window_start, 0, v.usage);
+			held_add(t, id, TALLY_KIND_BUDGET, 0, v.incarnation, 0,
+				 v.held, true);
 			t->ops[OP_REMOVE]++;
 			budget_config(&c, &t->rng);
 			rc = tally_budget_upsert(store, key, &c, NULL);
@@ -799,6 +1640,10 @@ admin_rate(struct thread_ctx *t, int id)
 				   TALLY_KIND_RATELIMIT, TALLY_COUNTER_REQUESTS,
 				   v.incarnation, v.requests.window_start, 0,
 				   v.requests.usage);
+			held_add(t, id, TALLY_KIND_RATELIMIT, 0, v.incarnation,
+				 0, v.tokens_held, true);
+			held_add(t, id, TALLY_KIND_RATELIMIT, 1, v.incarnation,
+				 0, v.requests_held, true);
 			t->ops[OP_REMOVE]++;
 			ratelimit_config(&c, &t->rng);
 			rc = tally_ratelimit_upsert(store, key, &c, NULL);
@@ -848,7 +1693,7 @@ collect(struct thread_ctx *w, struct thread_ctx *const *others, int n_others,
 		struct thread_ctx *t =
 			i < opt.threads ? &w[i] : others[i - opt.threads];
 
-		if (i < opt.threads)
+		if (t->cache != NULL)
 			for (int id = 0; id < opt.keys; id++)
 				for (int slot = 0; slot < 3; slot++)
 					cache_flush(t, id, slot);
@@ -943,6 +1788,133 @@ settle(struct ledger *total, struct verdict *v, bool all)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Checking holds                                                           */
+/* ------------------------------------------------------------------------ */
+
+struct held_verdict {
+	long entries;    /* (key, kind, counter, incarnation) held ledgers */
+	long mismatches; /* live: placed != released + expired */
+	long caught;     /* removed with more held than placed: holds of
+			    refused calls in flight at the remove */
+	long left;       /* counters still holding something at the end */
+	int64_t placed, released;
+};
+
+/* Every live counter must hold nothing (all holds settled or expired). */
+static void
+check_nothing_held(struct held_verdict *hv)
+{
+	for (int id = 0; id < opt.keys; id++) {
+		struct trace tr;
+
+		for (int k = 0; k < 2; k++) {
+			uint32_t kind = k == 0 ? TALLY_KIND_BUDGET
+					       : TALLY_KIND_RATELIMIT;
+
+			trace_of(kind, id, &tr);
+			if (!tr.live || (tr.held[0] == 0 && tr.held[1] == 0 &&
+					 tr.holds == 0))
+				continue;
+			if (hv->left++ < 20)
+				fprintf(stderr,
+					"HELD: %s holds %" PRId64 "/%" PRId64
+					" in %" PRIu64 " holds at the end\n",
+					key_of(kind, id), tr.held[0],
+					tr.held[1], tr.holds);
+		}
+	}
+}
+
+/*
+ * The held ledgers of every thread, merged: on a live record every unit
+ * placed must have been released or expired (nothing is held any more); on
+ * a removed one, released + expired + what the removal found must cover
+ * what was placed (more: holds of calls that were refused after a remove
+ * took their record, which no thread counts as placed).
+ */
+static void
+check_holds(struct thread_ctx *const *ctx, int n, struct held_verdict *hv)
+{
+	struct ledger all = {0};
+	struct current *cur = calloc((size_t)opt.keys, sizeof *cur);
+
+	if (cur == NULL)
+		abort();
+	for (int i = 0; i < n; i++)
+		ledger_move(&all, &ctx[i]->held);
+	for (int id = 0; id < opt.keys; id++)
+		current_of(id, &cur[id]);
+	for (size_t j = 0; j < all.cap; j++) {
+		const struct wslot *s = &all.slot[j];
+		const struct current *c;
+		int kind;
+
+		if (!s->used)
+			continue;
+		c = &cur[s->k.id];
+		kind = s->k.kind == TALLY_KIND_BUDGET ? 0 : 1;
+		hv->entries++;
+		hv->placed += s->applied;
+		hv->released += s->closed;
+		if (c->live[kind] && c->incarnation[kind] == s->k.incarn) {
+			if (s->applied == s->closed && s->closings == 0)
+				continue;
+		} else if (s->closings > 0 && s->closed >= s->applied) {
+			hv->caught += s->closed > s->applied;
+			continue;
+		}
+		if (hv->mismatches++ < 20)
+			fprintf(stderr,
+				"HOLDS: %s %d counter %u incarnation %" PRIu64
+				": placed %" PRId64 ", released, expired or "
+				"removed %" PRId64 " (%u removals)\n",
+				kind == 0 ? "budget" : "rate", (int)s->k.id,
+				s->k.counter, s->k.incarn, s->applied,
+				s->closed, s->closings);
+	}
+	ledger_free(&all);
+	free(cur);
+}
+
+/* The store's admission counters against the threads' own counts. */
+static long
+check_stats(const tally_stats *st, const uint64_t *a)
+{
+	struct {
+		const char *name;
+		uint64_t store, counted;
+	} pairs[] = {
+		{"admitted", st->admitted, a[A_HOLD_OK] + a[A_CONSUME_OK]},
+		{"refused (limits)",
+		 st->refused_limit + st->refused_too_big + st->refused_race,
+		 a[A_HOLD_LIMITED] + a[A_CONSUME_LIMITED]},
+		{"refused (missing)", st->refused_missing,
+		 a[A_HOLD_ENOENT] + a[A_CONSUME_ENOENT]},
+		{"holds", st->holds, a[A_PARTS_HELD]},
+		{"settles", st->settles, a[A_SETTLES]},
+		{"releases", st->releases, a[A_RELEASES]},
+		{"partials", st->partials, a[A_PARTIALS]},
+		{"late settles", st->late_settles, a[A_LATE_PARTS]},
+		{"overdraft units", st->overdraft_units, a[A_OVERDRAFT]},
+		{"expired holds", st->expired_holds, a[A_EXPIRED_HOLDS]},
+		{"expired units", st->expired_units, a[A_EXPIRED_UNITS]},
+		{"shadow would deny", st->shadow_would_deny, a[A_SHADOW_DENY]},
+	};
+	long bad = 0;
+
+	for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+		if (pairs[i].store == pairs[i].counted)
+			continue;
+		bad++;
+		fprintf(stderr,
+			"STATS: %s: tally_store_stats %" PRIu64
+			", the threads counted %" PRIu64 "\n",
+			pairs[i].name, pairs[i].store, pairs[i].counted);
+	}
+	return bad;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Reporting                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -976,7 +1948,12 @@ usage(const char *argv0)
 		"  --real-clock   real time and short periods (1s..10s)\n"
 		"  --speed X      fake clock: simulated s per real s (3600)\n"
 		"  --json         one JSON object on stdout\n"
-		"  --progress     live progress line even when not a tty\n",
+		"  --progress     live progress line even when not a tty\n"
+		"  --admit-share P  of the request calls, LLM request "
+		"lifecycles\n"
+		"                 (admit across 4-8 limits, settle, release, "
+		"expire;\n"
+		"                 default 0.125; 0: none; needs 128 keys)\n",
 		argv0);
 }
 
@@ -992,11 +1969,12 @@ parse_args(int argc, char **argv)
 		{"real-clock", no_argument, NULL, 'r'},
 		{"json", no_argument, NULL, 'j'},
 		{"progress", no_argument, NULL, 'p'},
+		{"admit-share", required_argument, NULL, 'a'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "d:t:k:s:x:rjph", longopts,
+	while ((c = getopt_long(argc, argv, "d:t:k:s:x:rjpa:h", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'd':
@@ -1023,6 +2001,9 @@ parse_args(int argc, char **argv)
 		case 'p':
 			opt.progress = true;
 			break;
+		case 'a':
+			opt.admit_share = atof(optarg);
+			break;
 		case 'h':
 			usage(argv[0]);
 			exit(0);
@@ -1032,7 +2013,8 @@ parse_args(int argc, char **argv)
 		}
 	}
 	if (opt.duration <= 0 || opt.keys < 16 || opt.keys > 10000000 ||
-	    opt.threads < 0 || opt.threads > 1024 || opt.speed <= 0) {
+	    opt.threads < 0 || opt.threads > 1024 || opt.speed <= 0 ||
+	    !(opt.admit_share >= 0 && opt.admit_share <= 1)) {
 		usage(argv[0]);
 		exit(2);
 	}
@@ -1043,6 +2025,48 @@ parse_args(int argc, char **argv)
 	}
 	if (!opt.json && isatty(STDERR_FILENO))
 		opt.progress = true;
+}
+
+#define STATS_FIELDS(X)                                                        \
+	X(admitted)                                                            \
+	X(refused_limit)                                                       \
+	X(refused_too_big)                                                     \
+	X(refused_race)                                                        \
+	X(refused_missing)                                                     \
+	X(compensations)                                                       \
+	X(holds)                                                               \
+	X(settles)                                                             \
+	X(releases)                                                            \
+	X(partials)                                                            \
+	X(late_settles)                                                        \
+	X(overdraft_units)                                                     \
+	X(expired_holds)                                                       \
+	X(expired_units)                                                       \
+	X(shadow_would_deny)
+
+static void
+print_stats_json(const tally_stats *st)
+{
+#define X(f) printf(",\"%s\":%" PRIu64, #f, st->f);
+	STATS_FIELDS(X)
+#undef X
+}
+
+static void
+print_admission(const tally_stats *st, const uint64_t *a,
+		const struct held_verdict *hv)
+{
+	printf("\n  admission (LLM requests, 4-8 limits each; "
+	       "tally_store_stats)\n");
+#define X(f) printf("  %-24s %14" PRIu64 "\n", #f, st->f);
+	STATS_FIELDS(X)
+#undef X
+	printf("\n  counted by the threads\n");
+	for (int k = 0; k < A__COUNT; k++)
+		printf("  %-24s %14" PRIu64 "\n", adm_name[k], a[k]);
+	printf("  %-24s %14ld\n", "held ledgers checked", hv->entries);
+	printf("  %-24s %14" PRId64 "\n", "units held", hv->placed);
+	printf("  %-24s %14ld\n", "caught by a remove", hv->caught);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1060,12 +2084,23 @@ main(int argc, char **argv)
 	uint64_t ops[OP__COUNT] = {0}, request_ops = 0, checkpoints = 0;
 	double next_checkpoint = CHECKPOINT_S;
 	tally_stats st = TALLY_STATS_INIT;
+	struct held_verdict hv = {0};
+	uint64_t adm[A__COUNT] = {0};
+	long stats_bad = 0;
 	double elapsed;
 	int64_t t0, t1;
 	uint64_t rng;
 	int rc;
 
 	parse_args(argc, argv);
+	admission_on = opt.keys >= H_MIN_KEYS && opt.admit_share > 0;
+	/* Holds live seconds of the store's clock: 2 minutes of the fake one
+	 * (about 33 ms of real time at 3600x), 3 s of the real one. */
+	hold_ttl_max = opt.real_clock ? 3 * NS_PER_SEC : 120 * NS_PER_SEC;
+	hold_grain = (hold_ttl_max + 2) / 3;
+	mailbox.slot = calloc(MAILBOX, sizeof *mailbox.slot);
+	if (mailbox.slot == NULL)
+		abort();
 	rng = opt.seed;
 	zipf_init(opt.keys, 1.0);
 	key_names_init();
@@ -1078,12 +2113,18 @@ main(int argc, char **argv)
 	}
 	o.expected_records = (size_t)opt.keys * 2;
 	o.on_roll = on_roll;
+	o.hold_ttl_max = hold_ttl_max;
+	o.on_expire = on_expire;
 	if ((rc = tally_store_create(&store, &o)) != TALLY_OK) {
 		fprintf(stderr, "tally_store_create: %s\n", tally_strerror(rc));
 		return 1;
 	}
 
 	memset(&mainctx, 0, sizeof mainctx);
+	mainctx.cache = calloc((size_t)opt.keys * 3, sizeof *mainctx.cache);
+	if (mainctx.cache == NULL)
+		abort();
+	mainctx.rng = rng_next(&rng);
 	self = &mainctx;
 	for (int id = 0; id < opt.keys; id++) {
 		tally_budget_config bc = TALLY_BUDGET_CONFIG_INIT;
@@ -1104,7 +2145,10 @@ main(int argc, char **argv)
 		abort();
 	for (int i = 0; i < opt.threads; i++) {
 		w[i].cache = calloc((size_t)opt.keys * 3, sizeof *w[i].cache);
-		if (w[i].cache == NULL)
+		w[i].ring = calloc(RING, sizeof *w[i].ring);
+		w[i].late = calloc(LATE_MAX, sizeof *w[i].late);
+		if (w[i].cache == NULL || w[i].ring == NULL ||
+		    w[i].late == NULL)
 			abort();
 	}
 	memset(&sweeper, 0, sizeof sweeper);
@@ -1134,7 +2178,10 @@ main(int argc, char **argv)
 			while (__atomic_load_n(&parked, __ATOMIC_ACQUIRE) !=
 			       opt.threads + 2)
 				nanosleep(&nap, NULL);
-			collect(w, others, 2, &total, NULL);
+			/* Refused calls while nothing else runs: no trace. */
+			if (admission_on)
+				no_trace_checks(&mainctx);
+			collect(w, others, 3, &total, NULL);
 			settle(&total, &v, false);
 			checkpoints++;
 			__atomic_store_n(&pause_req, 0, __ATOMIC_RELEASE);
@@ -1164,13 +2211,59 @@ main(int argc, char **argv)
 	if (opt.progress)
 		fputc('\n', stderr);
 
+	if (admission_on) {
+		struct thread_ctx *hctx[3 + 1024];
+		int nctx = 0;
+
+		/* Settle what is still in flight, then let every abandoned
+		 * hold expire: the clock past every deadline and its slot,
+		 * and a sweep to drop them. Nothing may be held after. */
+		for (int i = 0; i < opt.threads; i++)
+			drain_flights(&w[i], &mainctx);
+		if (opt.real_clock) {
+			struct timespec nap = {
+				(time_t)((hold_ttl_max + 2 * hold_grain) /
+					 NS_PER_SEC) +
+					1,
+				0};
+
+			nanosleep(&nap, NULL);
+		} else {
+			__atomic_add_fetch(&clock_skip, 3 * hold_ttl_max,
+					   __ATOMIC_RELAXED);
+		}
+		if (tally_sweep(store, NULL, NULL, NULL) != TALLY_OK)
+			violation("final sweep failed");
+		check_nothing_held(&hv);
+		for (int i = 0; i < opt.threads; i++)
+			hctx[nctx++] = &w[i];
+		hctx[nctx++] = &sweeper;
+		hctx[nctx++] = &admin;
+		hctx[nctx++] = &mainctx;
+		check_holds(hctx, nctx, &hv);
+	}
+	for (int i = 0; i < opt.threads; i++)
+		for (int k = 0; k < A__COUNT; k++)
+			adm[k] += w[i].adm[k];
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < A__COUNT; k++)
+			adm[k] += others[i]->adm[k];
+
 	tally_store_stats(store, &st);
+	if (admission_on)
+		stats_bad = check_stats(&st, adm);
 
 	/* Merge every ledger; then close the windows that are still open. */
 	collect(w, others, 3, &total, ops);
-	for (int i = 0; i < opt.threads; i++)
+	for (int i = 0; i < opt.threads; i++) {
 		free(w[i].cache);
+		free(w[i].ring);
+		free(w[i].late);
+		ledger_free(&w[i].held);
+	}
 	free(w);
+	free(mainctx.cache);
+	free(mailbox.slot);
 	for (int id = 0; id < opt.keys; id++) {
 		struct current c;
 
@@ -1190,7 +2283,9 @@ main(int argc, char **argv)
 
 	{
 		bool pass = v.mismatches == 0 && violations.count == 0 &&
-			    st.rolls == ops[OP_ROLL_HEARD];
+			    st.rolls == ops[OP_ROLL_HEARD] &&
+			    hv.mismatches == 0 && hv.left == 0 &&
+			    stats_bad == 0;
 		long rss = rss_kib("VmRSS:"), hwm = rss_kib("VmHWM:");
 		double mops = (double)request_ops / elapsed / 1e6;
 		double retries =
@@ -1219,12 +2314,25 @@ main(int argc, char **argv)
 			       ",\"windows_checked\":%ld,\"checkpoints\":%" PRIu64
 			       ",\"applied\":%" PRId64
 			       ",\"mismatches\":%ld,\"violations\":%ld"
-			       ",\"rss_kib\":%ld,\"peak_rss_kib\":%ld}\n",
+			       ",\"rss_kib\":%ld,\"peak_rss_kib\":%ld",
 			       st.writes, st.cas_retries, retries, st.rolls,
 			       st.retired, st.freed, st.pending,
 			       st.peak_pending, st.threads, v.windows,
 			       checkpoints, v.applied, v.mismatches,
 			       violations.count, rss, hwm);
+			printf(",\"admission\":{\"enabled\":%s,\"share\":%.3f"
+			       ",\"hold_ttl_max_ns\":%" PRId64,
+			       admission_on ? "true" : "false", opt.admit_share,
+			       hold_ttl_max);
+			print_stats_json(&st);
+			for (int k = 0; k < A__COUNT; k++)
+				printf(",\"%s\":%" PRIu64, adm_name[k], adm[k]);
+			printf(",\"held_ledgers\":%ld,\"held_placed\":%" PRId64
+			       ",\"held_mismatches\":%ld,\"held_left\":%ld"
+			       ",\"caught_by_remove\":%ld,\"stats_mismatches\":"
+			       "%ld}}\n",
+			       hv.entries, hv.placed, hv.mismatches, hv.left,
+			       hv.caught, stats_bad);
 		} else {
 			printf("tally-stress: %d request threads + sweeper + "
 			       "admin, %d budgets + %d rate limits, %.1f s, "
@@ -1260,6 +2368,8 @@ main(int argc, char **argv)
 			       checkpoints);
 			printf("  %-24s %14" PRId64 "\n", "units applied",
 			       v.applied);
+			if (admission_on)
+				print_admission(&st, adm, &hv);
 			printf("\n%s: %ld windows, %" PRId64
 			       " units applied = %" PRId64
 			       " units found; %ld conservation mismatches, "
@@ -1268,6 +2378,14 @@ main(int argc, char **argv)
 			       pass ? "PASS" : "FAIL", v.windows, v.applied,
 			       v.closed, v.mismatches, violations.count,
 			       ops[OP_ROLL_HEARD], st.rolls);
+			if (admission_on)
+				printf("holds: %" PRId64
+				       " units held, every one released, "
+				       "expired or removed: %ld mismatches, "
+				       "%ld counters still holding, %ld store "
+				       "counters off\n",
+				       hv.placed, hv.mismatches, hv.left,
+				       stats_bad);
 		}
 		tally_store_destroy(store);
 		return pass ? 0 : 1;
