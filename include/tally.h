@@ -296,7 +296,7 @@ typedef struct tally_expiry {
 	uint32_t kind;  /* a tally_kind */
 	uint32_t holds; /* how many holds expired */
 	int64_t amount[2];
-	int64_t slot_end;     /* ns: the expiry boundary of their slot */
+	int64_t slot_end;     /* ns: the boundary of the latest slot dropped */
 	uint64_t version;     /* of the snapshot that dropped them */
 	uint64_t incarnation; /* of the record */
 } tally_expiry;

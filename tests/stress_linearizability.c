@@ -25,6 +25,22 @@
  *    the model gives every recorded answer. It cross-checks the first
  *    check's reasoning on the same kind of history.
  *
+ * Holds (tally.h, "Admission"). With holds, threads also take holds on the
+ * record (tally_admit, mode HOLD, one charge; TTLs of 1 ns to the store's
+ * hold_ttl_max of 900 ms, so slots die while the clock runs), peek, and
+ * settle, release or partially charge their own handles (some after their
+ * slot died: LATE; some never: they expire; some twice: ESETTLED). Each is
+ * one CAS on the record, so it is placed like any write: its decision's
+ * version is the witness (a refused hold or a peek observed that version),
+ * and the model replays it with its own handle for each hold. Expiry
+ * events are checked as roll events are. Histories with holds for the
+ * version witness do not sweep: a sweep that only moves the first live
+ * slot (an empty slot died) installs a version that no event and no
+ * result reveals, so no witness could place it. The Wing-Gong histories
+ * with holds do sweep and record every sweep call (a sweep may now write
+ * without rolling), and need no witness; the model handles are part of
+ * the searched state (hashed incrementally).
+ *
  * Worker threads never assert: they fill their history; the main thread
  * checks after joining.
  */
@@ -44,12 +60,18 @@
 #include "model/model.h"
 #include "support.h"
 
+/* Calls per thread: the witness histories of 4 threads without holds
+ * (sweeps, upserts) and with holds, the Wing-Gong ones of 2 threads. */
 #ifdef TALLY_TSAN
-#define WITNESS_OPS 25000 /* per thread, 4 threads */
-#define WGL_OPS 5000      /* per thread, 2 threads */
+#define WITNESS_OPS 10000
+#define HOLD_WITNESS_OPS 12500
+#define WGL_OPS 5000
+#define HOLD_WGL_OPS 5000
 #else
-#define WITNESS_OPS 250000
+#define WITNESS_OPS 100000
+#define HOLD_WITNESS_OPS 125000
 #define WGL_OPS 50000
+#define HOLD_WGL_OPS 50000
 #endif
 
 #define KEY "the-record"
@@ -61,8 +83,18 @@ enum op_type {
 	OP_GET,
 	OP_RESET,
 	OP_UPSERT,
-	OP_ROLL /* a sweep's roll of this record */
+	OP_ROLL, /* a sweep's roll of this record */
+	/* Holds: one charge on the record, a handle of the thread's own. */
+	OP_HOLD,
+	OP_PEEK,
+	OP_SETTLE,
+	OP_RELEASE,
+	OP_PARTIAL
 };
+
+/* The store's hold_ttl_max in histories with holds: grain 300 ms. */
+#define HOLD_TTL_MAX INT64_C(900000000)
+#define POOL 4 /* live handles per thread */
 
 struct hop {
 	uint64_t inv, resp; /* logical time */
@@ -74,15 +106,16 @@ struct hop {
 	int64_t a0, a1;
 	uint64_t observed; /* reset */
 	unsigned counters; /* reset mask */
+	int64_t ttl;       /* hold */
+	uint32_t hold;     /* hold, settle, release, partial: the hold's id */
+	int64_t left[2];   /* settle, partial: what the handle holds after */
 	int rc;
 	unsigned mask;
 	union {
 		tally_budget_view b;
 		tally_ratelimit_view r;
+		tally_limit_report rep; /* hold, peek, settle...: limit[0] */
 	} view;
-	/* A sweep's roll events (up to 2) for this record. */
-	unsigned nrolls;
-	tally_roll rolls[2];
 };
 
 struct history {
@@ -114,18 +147,36 @@ struct heard {
 	size_t seq;
 };
 
+struct heard_expiry {
+	tally_expiry x; /* key cleared */
+	size_t seq;
+};
+
 struct run {
 	tally_store *store;
 	struct fake_clock clock;
 	unsigned kind;
 	int threads;
 	int ops;
-	int stop; /* atomic */
+	bool holds;  /* hold ops in the mix */
+	bool sweeps; /* the sweeper sweeps (else it only moves the clock) */
+	bool wgl;
+	int stop;           /* atomic */
+	uint32_t next_hold; /* atomic: hold ids */
 	pthread_barrier_t start;
-	/* Roll events heard by the listener, in the order heard. */
+	/* Roll and expiry events heard by the listeners, in the order
+	 * heard. */
 	pthread_mutex_t lock;
 	struct heard *heard;
 	size_t nheard, capheard;
+	struct heard_expiry *xheard;
+	size_t nxheard, capxheard;
+};
+
+/* A thread's hold handles. */
+struct pooled {
+	tally_hold h;
+	uint32_t id;
 };
 
 struct worker {
@@ -134,6 +185,7 @@ struct worker {
 	uint64_t rng;
 	struct history h;
 	uint64_t last_version;
+	struct pooled pool[POOL];
 };
 
 static uint64_t
@@ -149,6 +201,26 @@ capture_clock(void *ctx)
 
 	tl_now = v;
 	return v;
+}
+
+static void
+on_expire(const tally_expiry *x, void *ctx)
+{
+	struct run *run = ctx;
+
+	pthread_mutex_lock(&run->lock);
+	if (run->nxheard == run->capxheard) {
+		run->capxheard = run->capxheard ? 2 * run->capxheard : 1024;
+		run->xheard = realloc(run->xheard,
+				      run->capxheard * sizeof *run->xheard);
+		if (run->xheard == NULL)
+			abort();
+	}
+	run->xheard[run->nxheard].x = *x;
+	run->xheard[run->nxheard].x.key = NULL;
+	run->xheard[run->nxheard].seq = run->nxheard;
+	run->nxheard++;
+	pthread_mutex_unlock(&run->lock);
 }
 
 static void
@@ -207,11 +279,89 @@ rate_config(tally_ratelimit_config *c, int idx)
 	c->calendar_aligned = idx == 1;
 }
 
+static bool
+reports(const struct hop *op)
+{
+	return op->type >= OP_HOLD;
+}
+
 static uint64_t
 view_version(const struct hop *op)
 {
+	if (reports(op))
+		return op->view.rep.version;
 	return op->kind == TALLY_KIND_BUDGET ? op->view.b.version
 					     : op->view.r.version;
+}
+
+/* A hold, peek or settle of the record; records what it reports. */
+static void
+call_hold(struct worker *w, struct hop *op)
+{
+	struct run *run = w->run;
+	struct pooled *p = &w->pool[rnd(&w->rng) % POOL];
+	tally_charge c = {run->kind, 0, KEY, TALLY_KEY_STRLEN, 0, 0, 0};
+	tally_cost cost = {0, 0, 0};
+	tally_decision d = TALLY_DECISION_INIT;
+
+	if (run->kind == TALLY_KIND_BUDGET) {
+		c.amount = op->a0;
+		cost.amount = (int64_t)(rnd(&w->rng) % 60);
+	} else {
+		c.tokens = op->a0;
+		c.requests = op->a1;
+		cost.tokens = (int64_t)(rnd(&w->rng) % 60);
+		cost.requests = (int64_t)(rnd(&w->rng) % 3);
+	}
+	/* TTLs of 1 ns to hold_ttl_max, short ones more often: some
+	 * settles come after their slot died. */
+	op->ttl = 1 + (int64_t)(rnd(&w->rng) %
+				((uint64_t)HOLD_TTL_MAX >> (rnd(&w->rng) % 8)));
+	/* A new hold gets a new id; a live handle taken over by an admitted
+	 * one is abandoned (it expires). */
+	op->hold = op->type == OP_HOLD ? __atomic_fetch_add(&run->next_hold, 1,
+							    __ATOMIC_RELAXED)
+				       : p->id;
+	tl_now = INT64_MIN;
+	op->inv = tick();
+	switch (op->type) {
+	case OP_HOLD:
+		op->rc = tally_admit(run->store, &c, 1, TALLY_ADMIT_HOLD,
+				     op->ttl, &p->h, &d);
+		break;
+	case OP_PEEK:
+		op->rc = tally_admit(run->store, &c, 1, TALLY_ADMIT_PEEK, 0,
+				     NULL, &d);
+		break;
+	case OP_SETTLE:
+		op->rc = tally_settle(run->store, &p->h, &cost, 1, &d);
+		break;
+	case OP_RELEASE:
+		op->rc = tally_release(run->store, &p->h, &d);
+		break;
+	default:
+		op->rc = tally_settle_partial(run->store, &p->h, &cost, 1, &d);
+		break;
+	}
+	op->resp = tick();
+	op->now = tl_now;
+	if (op->type == OP_HOLD && op->rc == TALLY_OK)
+		p->id = op->hold;
+	op->a0 = cost.amount + cost.tokens;
+	op->a1 = cost.requests;
+	if (op->type == OP_HOLD || op->type == OP_PEEK) {
+		op->a0 = c.amount + c.tokens;
+		op->a1 = c.requests;
+	}
+	op->left[0] = p->h.part[0].amount[0];
+	op->left[1] = p->h.part[0].amount[1];
+	op->view.rep = d.limit[0];
+	op->mask = d.mask;
+	/* A hold, settle or partial charge that returns OK installed a
+	 * version on the record, unless it found the record without the
+	 * hold (GONE: not in these histories, which never copy a handle). */
+	op->wrote = op->rc == TALLY_OK && op->type != OP_PEEK &&
+		    !(d.limit[0].flags & TALLY_DECISION_GONE);
 }
 
 /* One random call; records it. */
@@ -226,6 +376,33 @@ call(struct worker *w, bool with_upserts)
 	op.kind = (uint8_t)run->kind;
 	op.a0 = (int64_t)(rnd(&w->rng) % 40) + 1;
 	op.a1 = (int64_t)(rnd(&w->rng) % 2) + 1;
+	if (run->holds) {
+		/* The clock runs with the calls (0 to 3 ms each), so that
+		 * windows roll and slots die whatever the scheduler does
+		 * with the sweeper. */
+		fake_clock_advance(&run->clock,
+				   (int64_t)(rnd(&w->rng) % 4) * 1000000);
+		op.a0 = op.a0 / 4 + 1; /* 1 .. 10 */
+		/* Requests (12 per 3 s) fill first: mostly tokens alone. */
+		if (run->kind == TALLY_KIND_RATELIMIT && what >= 55)
+			op.a1 = rnd(&w->rng) % 4 == 0;
+	}
+	if (run->holds && what >= 55) {
+		/* 45%: holds (20), peeks (5), settles (10), releases (5),
+		 * partial charges (5); the rest as without holds. */
+		op.type = what < 75   ? OP_HOLD
+			  : what < 80 ? OP_PEEK
+			  : what < 90 ? OP_SETTLE
+			  : what < 95 ? OP_RELEASE
+				      : OP_PARTIAL;
+		call_hold(w, &op);
+		if (op.rc >= 0)
+			w->last_version = view_version(&op);
+		history_push(&w->h, &op);
+		return;
+	}
+	if (run->holds)
+		what = what * 100 / 55;
 	if (what < 30)
 		op.type = OP_BUMP;
 	else if (what < 60)
@@ -344,6 +521,10 @@ sweeper_main(void *arg)
 
 		fake_clock_advance(&run->clock,
 				   (int64_t)(rnd(&rng) % 400) * 1000000);
+		if (!run->sweeps) {
+			sched_yield();
+			continue;
+		}
 		memset(&op, 0, sizeof op);
 		op.type = OP_ROLL;
 		op.kind = (uint8_t)run->kind;
@@ -355,7 +536,9 @@ sweeper_main(void *arg)
 		op.a0 = (int64_t)rolled;
 		if (op.rc != TALLY_OK)
 			s->bad++;
-		if (rolled > 0)
+		/* With holds a sweep may write without rolling (expired
+		 * holds): every call is part of the history. */
+		if (rolled > 0 || run->holds)
 			history_push(&s->h, &op);
 		sched_yield();
 	}
@@ -368,8 +551,11 @@ worker_main(void *arg)
 	struct worker *w = arg;
 
 	pthread_barrier_wait(&w->run->start);
+	/* No upserts with holds: the library's upsert keeps dead hold slots
+	 * that tally.h says any write drops (reported; the fuzzer's
+	 * TOL_UPSERT_DEAD). */
 	for (int i = 0; i < w->run->ops; i++)
-		call(w, true);
+		call(w, !w->run->holds);
 	return NULL;
 }
 
@@ -379,12 +565,98 @@ worker_main(void *arg)
 
 static int64_t t_start;
 
+/* The model's handle of every hold id, compact (one part, on KEY), and a
+ * hash of all of them (XOR of one term per handle), part of the state the
+ * Wing-Gong search memoizes. */
+struct chold {
+	uint32_t state;
+	int64_t slot, amount[2], deadline;
+	uint64_t incarnation;
+};
+
+static struct chold *chs;
+static uint64_t chs_hash;
+
+static uint64_t
+chold_term(uint32_t id, const struct chold *c)
+{
+	uint64_t h = (id + 1) * 0x9e3779b97f4a7c15ull;
+
+	h ^= c->state * 0xff51afd7ed558ccdull;
+	h = (h << 23 | h >> 41) ^ (uint64_t)c->slot * 0xc4ceb9fe1a85ec53ull;
+	h = (h << 23 | h >> 41) ^
+	    (uint64_t)c->amount[0] * 0xc2b2ae3d27d4eb4full;
+	h = (h << 23 | h >> 41) ^
+	    (uint64_t)c->amount[1] * 0x165667b19e3779f9ull;
+	return h ^ (h >> 31);
+}
+
+static void
+chold_set(uint32_t id, const struct chold *c)
+{
+	chs_hash ^= chold_term(id, &chs[id]) ^ chold_term(id, c);
+	chs[id] = *c;
+}
+
+/* A model handle for hold id (one struct, reused: only what n covers is
+ * read). */
+static struct model_hold *
+chold_model(unsigned kind, uint32_t id)
+{
+	static struct model_hold h;
+	const struct chold *c = &chs[id];
+
+	if (h.size == 0) {
+		model_hold_init(&h);
+		memcpy(h.part[0].key, KEY, sizeof KEY);
+		h.part[0].key_len = sizeof KEY - 1;
+	}
+	h.state = c->state;
+	h.n = c->state == TALLY_HOLD_NONE ? 0 : 1;
+	h.deadline = c->deadline;
+	h.part[0].kind = (tally_kind)kind;
+	h.part[0].flags = 0;
+	h.part[0].incarnation = c->incarnation;
+	h.part[0].slot = c->slot;
+	h.part[0].amount[0] = c->amount[0];
+	h.part[0].amount[1] = c->amount[1];
+	return &h;
+}
+
+static void
+chold_back(uint32_t id, const struct model_hold *h)
+{
+	struct chold c;
+
+	c.state = h->state;
+	c.slot = h->part[0].slot;
+	c.amount[0] = h->part[0].amount[0];
+	c.amount[1] = h->part[0].amount[1];
+	c.deadline = h->deadline;
+	c.incarnation = h->part[0].incarnation;
+	chold_set(id, &c);
+}
+
+static void
+cholds_reset(size_t n)
+{
+	free(chs);
+	chs = calloc(n + 1, sizeof *chs);
+	if (chs == NULL)
+		abort();
+	chs_hash = 0;
+	for (size_t i = 0; i < n; i++)
+		chs_hash ^= chold_term((uint32_t)i, &chs[i]);
+}
+
 static void
 model_create(struct model *m, unsigned kind, int64_t now)
 {
 	int rc;
 
 	model_init(m, now);
+	if (model_set_hold_ttl_max(m, HOLD_TTL_MAX) != TALLY_OK)
+		abort();
 	if (kind == TALLY_KIND_BUDGET) {
 		tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
 		budget_config(&c, 0);
@@ -402,7 +674,8 @@ model_create(struct model *m, unsigned kind, int64_t now)
 static bool
 budget_view_eq(const tally_budget_view *a, const tally_budget_view *b)
 {
-	return a->usage == b->usage && a->window_start == b->window_start &&
+	return a->usage == b->usage && a->held == b->held &&
+	       a->holds == b->holds && a->window_start == b->window_start &&
 	       a->window_end == b->window_end && a->version == b->version &&
 	       a->config.max_limit == b->config.max_limit &&
 	       a->config.period.count == b->config.period.count &&
@@ -425,7 +698,8 @@ counter_eq(const tally_counter_view *a, const tally_counter_view *b,
 static bool
 rate_view_eq(const tally_ratelimit_view *a, const tally_ratelimit_view *b)
 {
-	return a->version == b->version &&
+	return a->version == b->version && a->tokens_held == b->tokens_held &&
+	       a->requests_held == b->requests_held && a->holds == b->holds &&
 	       counter_eq(&a->tokens, &b->tokens, &a->config.tokens,
 			  &b->config.tokens) &&
 	       counter_eq(&a->requests, &b->requests, &a->config.requests,
@@ -433,6 +707,80 @@ rate_view_eq(const tally_ratelimit_view *a, const tally_ratelimit_view *b)
 	       a->config.anchor == b->config.anchor &&
 	       a->config.calendar_aligned == b->config.calendar_aligned &&
 	       a->config.utc_offset_minutes == b->config.utc_offset_minutes;
+}
+
+static bool
+report_eq(const tally_limit_report *a, const tally_limit_report *b,
+	  unsigned counters)
+{
+	if (a->kind != b->kind || a->flags != b->flags ||
+	    a->version != b->version || a->incarnation != b->incarnation)
+		return false;
+	for (unsigned i = 0; i < counters; i++) {
+		const tally_counter_report *x = &a->c[i], *y = &b->c[i];
+
+		if (x->counter != y->counter || x->flags != y->flags ||
+		    x->max != y->max || x->used != y->used ||
+		    x->held != y->held || x->remaining != y->remaining ||
+		    x->window_start != y->window_start ||
+		    x->window_end != y->window_end ||
+		    x->retry_after != y->retry_after ||
+		    x->overdraft != y->overdraft)
+			return false;
+	}
+	return true;
+}
+
+/* A hold, peek, settle, release or partial charge on the model, with the
+ * model's handle of the op's hold id. */
+static bool
+model_apply_hold(struct model *m, const struct hop *op)
+{
+	tally_charge c = {op->kind, 0, KEY, TALLY_KEY_STRLEN, 0, 0, 0};
+	tally_cost cost = {0, 0, 0};
+	tally_decision d = TALLY_DECISION_INIT;
+	struct model_hold *h = chold_model(op->kind, op->hold);
+	int rc;
+
+	if (op->kind == TALLY_KIND_BUDGET) {
+		c.amount = cost.amount = op->a0;
+	} else {
+		c.tokens = cost.tokens = op->a0;
+		c.requests = cost.requests = op->a1;
+	}
+	switch (op->type) {
+	case OP_HOLD:
+		/* A new id: its handle is fresh (TALLY_HOLD_INIT). */
+		h->state = TALLY_HOLD_NONE;
+		h->n = 0;
+		rc = model_admit(m, &c, 1, TALLY_ADMIT_HOLD, op->ttl, h, &d);
+		break;
+	case OP_PEEK:
+		rc = model_admit(m, &c, 1, TALLY_ADMIT_PEEK, 0, NULL, &d);
+		break;
+	case OP_SETTLE:
+		rc = model_settle(m, h, &cost, 1, &d);
+		break;
+	case OP_RELEASE:
+		rc = model_release(m, h, &d);
+		break;
+	default:
+		rc = model_settle_partial(m, h, &cost, 1, &d);
+		break;
+	}
+	if (rc != op->rc)
+		return false;
+	if (op->type != OP_PEEK)
+		chold_back(op->hold, h);
+	if (rc < 0)
+		return true;
+	if (op->type != OP_HOLD && op->type != OP_PEEK &&
+	    (h->part[0].amount[0] != op->left[0] ||
+	     h->part[0].amount[1] != op->left[1]))
+		return false;
+	return d.mask == op->mask &&
+	       report_eq(&d.limit[0], &op->view.rep,
+			 op->kind == TALLY_KIND_BUDGET ? 1 : 2);
 }
 
 /*
@@ -448,6 +796,8 @@ model_apply(struct model *m, const struct hop *op)
 	memset(&got, 0, sizeof got);
 	if (op->now != INT64_MIN)
 		model_set_now(m, op->now);
+	if (reports(op))
+		return model_apply_hold(m, op);
 	if (op->type == OP_ROLL) {
 		size_t rolled = 0;
 
@@ -554,6 +904,16 @@ cmp_u64(const void *a, const void *b)
 }
 
 static int
+cmp_xheard(const void *a, const void *b)
+{
+	const struct heard_expiry *x = a, *y = b;
+
+	if (x->x.version != y->x.version)
+		return x->x.version < y->x.version ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int
 cmp_heard(const void *a, const void *b)
 {
 	const struct heard *x = a, *y = b;
@@ -608,7 +968,7 @@ check_with_witness(struct run *run, struct history *all, uint64_t v0)
 {
 	struct placed *p, *by_resp;
 	struct model m;
-	size_t n = 0, next_roll = 0, writes = 0;
+	size_t n = 0, next_roll = 0, next_x = 0, writes = 0, xmodel = 0;
 	uint64_t expect;
 
 	p = calloc(all->n + run->nheard, sizeof *p);
@@ -659,8 +1019,12 @@ check_with_witness(struct run *run, struct history *all, uint64_t v0)
 	}
 
 	/* Roll events in version order; a write's own events keep the order
-	 * they were heard in. */
-	qsort(run->heard, run->nheard, sizeof *run->heard, cmp_heard);
+	 * they were heard in. Expiry events likewise (one per write). */
+	if (run->nheard > 0)
+		qsort(run->heard, run->nheard, sizeof *run->heard, cmp_heard);
+	if (run->nxheard > 0) /* none without holds: no array */
+		qsort(run->xheard, run->nxheard, sizeof *run->xheard,
+		      cmp_xheard);
 
 	/* The writes form one gapless chain v0 + 1, v0 + 2, ... */
 	qsort(p, n, sizeof *p, cmp_pos);
@@ -680,6 +1044,7 @@ check_with_witness(struct run *run, struct history *all, uint64_t v0)
 
 	/* Replay on the model: write v, then the readers of v. */
 	model_create(&m, run->kind, t_start);
+	cholds_reset(run->next_hold);
 	for (size_t i = 0; i < n; i++) {
 		bool ok;
 
@@ -722,8 +1087,38 @@ check_with_witness(struct run *run, struct history *all, uint64_t v0)
 					fail();
 				}
 			}
+			/* Its expiry event, if the model has one. */
+			xmodel += m.nexpiries;
+			while (next_x < run->nxheard &&
+			       run->xheard[next_x].x.version < p[i].version)
+				next_x++;
+			for (size_t r = 0; r < m.nexpiries; r++, next_x++) {
+				const tally_expiry *x;
+
+				if (next_x >= run->nxheard) {
+					describe("expiry not heard", p[i].op);
+					fail();
+				}
+				x = &run->xheard[next_x].x;
+				if (x->version != p[i].version ||
+				    x->holds != m.expiries[r].holds ||
+				    x->amount[0] != m.expiries[r].amount[0] ||
+				    x->amount[1] != m.expiries[r].amount[1] ||
+				    x->slot_end != m.expiries[r].slot_end) {
+					describe("expiry event differs",
+						 p[i].op);
+					fail();
+				}
+			}
 		}
 		model_rolls_clear(&m);
+	}
+
+	/* Every expiry heard belongs to a write the model replayed. */
+	if (xmodel != run->nxheard) {
+		print_error("%zu expiry events heard, %zu replayed\n",
+			    run->nxheard, xmodel);
+		fail();
 	}
 
 	/* Real time: whoever returned before another was invoked is not
@@ -768,17 +1163,27 @@ struct entry {
 	struct entry *prev, *next;
 };
 
+/* The model's state before an op: the record and, for an op of a hold,
+ * that hold's model handle. */
 struct mstate {
-	uint64_t creations, rolls_total;
+	uint64_t creations, rolls_total, chs_hash;
 	struct model_record rec;
+	uint32_t hold; /* UINT32_MAX: none */
+	struct chold ch;
 };
 
 static void
-mstate_save(const struct model *m, struct mstate *s)
+mstate_save(const struct model *m, struct mstate *s, const struct hop *op)
 {
 	s->creations = m->creations;
 	s->rolls_total = m->rolls_total;
 	s->rec = m->rec[0];
+	s->chs_hash = chs_hash;
+	s->hold = UINT32_MAX;
+	if (reports(op) && op->type != OP_PEEK) {
+		s->hold = op->hold;
+		s->ch = chs[op->hold];
+	}
 }
 
 static void
@@ -788,8 +1193,13 @@ mstate_load(struct model *m, const struct mstate *s)
 	m->rolls_total = s->rolls_total;
 	m->rec[0] = s->rec;
 	m->nrolls = 0;
+	m->nexpiries = 0;
+	if (s->hold != UINT32_MAX)
+		chs[s->hold] = s->ch;
+	chs_hash = s->chs_hash;
 }
 
+/* The record (holds included) and every handle. */
 static uint64_t
 mstate_hash(const struct model *m)
 {
@@ -803,6 +1213,17 @@ mstate_hash(const struct model *m)
 		h = (h << 17 | h >> 47) ^
 		    (uint64_t)r->c[i].window_start * 0x165667b19e3779f9ull;
 	}
+	h ^= (uint64_t)r->hold_base * 0xd6e8feb86659fd93ull;
+	for (unsigned k = 0; k < r->nslots; k++) {
+		const struct model_slot *sl = &r->slot[k];
+
+		/* Slots in any order: a sum of terms. */
+		h += ((uint64_t)sl->number * 0x9fb21c651e98df25ull) ^
+		     ((uint64_t)sl->count << 40) ^
+		     ((uint64_t)sl->sum[0] * 0xa0761d6478bd642full) ^
+		     ((uint64_t)sl->sum[1] * 0xe7037ed1a0b428dbull);
+	}
+	h ^= chs_hash;
 	return h ^ (h >> 29);
 }
 
@@ -899,6 +1320,7 @@ wgl_check(struct run *run, struct history *all)
 		}
 	}
 	model_create(&m, run->kind, t_start);
+	cholds_reset(run->next_hold);
 
 	cur = head.next;
 	while (head.next != NULL) {
@@ -907,7 +1329,7 @@ wgl_check(struct run *run, struct history *all)
 			const struct hop *op = &all->op[cur->op];
 			bool ok;
 
-			mstate_save(&m, &saved);
+			mstate_save(&m, &saved, op);
 			ok = model_apply(&m, op);
 			model_rolls_clear(&m);
 			if (ok && seen_add(&seen, lin ^ zob[cur->op],
@@ -967,8 +1389,40 @@ wgl_check(struct run *run, struct history *all)
 /* Driver                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* What a history with holds did, for the log: the checks mean little if
+ * no hold ever expired. */
 static void
-run_history(unsigned kind, int threads, int ops, bool wgl)
+hold_summary(const struct history *all, const struct run *run)
+{
+	size_t held = 0, late = 0, settled = 0, refused = 0;
+
+	for (size_t i = 0; i < all->n; i++) {
+		const struct hop *op = &all->op[i];
+
+		if (!reports(op) || op->rc != TALLY_OK) {
+			refused +=
+				op->type == OP_HOLD && op->rc == TALLY_LIMITED;
+			continue;
+		}
+		held += op->type == OP_HOLD;
+		settled += op->type >= OP_SETTLE;
+		late += op->type >= OP_SETTLE &&
+			(op->view.rep.flags & TALLY_DECISION_LATE) != 0;
+	}
+	print_message(
+		"  holds: %zu taken, %zu refused, %zu settled (%zu late), "
+		"%zu expiry events\n",
+		held, refused, settled, late, run->nxheard);
+}
+
+/*
+ * One history on one record of `kind`. With holds the mix includes holds
+ * and settlements; a history for the version witness then does not sweep
+ * (see the top of the file), and one for the Wing-Gong search (wgl) sweeps
+ * and skips the witness check.
+ */
+static void
+run_history(unsigned kind, int threads, int ops, bool wgl, bool holds)
 {
 	struct run run;
 	struct worker w[4];
@@ -983,6 +1437,9 @@ run_history(unsigned kind, int threads, int ops, bool wgl)
 	run.kind = kind;
 	run.threads = threads;
 	run.ops = ops;
+	run.holds = holds;
+	run.wgl = wgl;
+	run.sweeps = !holds || wgl;
 	pthread_mutex_init(&run.lock, NULL);
 	t_start = T(2026, 2, 28, 23, 59, 58);
 	fake_clock_set(&run.clock, t_start);
@@ -990,6 +1447,9 @@ run_history(unsigned kind, int threads, int ops, bool wgl)
 	o.clock = capture_clock;
 	o.on_roll = on_roll;
 	o.on_roll_ctx = &run;
+	o.hold_ttl_max = HOLD_TTL_MAX;
+	o.on_expire = on_expire;
+	o.on_expire_ctx = &run;
 	assert_int_equal(tally_store_create(&run.store, &o), TALLY_OK);
 	if (kind == TALLY_KIND_BUDGET) {
 		tally_budget_config c = TALLY_BUDGET_CONFIG_INIT;
@@ -1015,6 +1475,12 @@ run_history(unsigned kind, int threads, int ops, bool wgl)
 		w[i].run = &run;
 		w[i].rng = (uint64_t)i * 1000003u + kind;
 		w[i].last_version = v0;
+		for (int k = 0; k < POOL; k++) {
+			tally_hold init = TALLY_HOLD_INIT;
+
+			w[i].pool[k].h = init;
+			w[i].pool[k].id = run.next_hold++;
+		}
 		pthread_create(&w[i].tid, NULL, worker_main, &w[i]);
 	}
 	for (int i = 0; i < threads; i++)
@@ -1033,10 +1499,21 @@ run_history(unsigned kind, int threads, int ops, bool wgl)
 		history_push(&all, &sw.h.op[k]);
 	free(sw.h.op);
 
-	print_message("%s, %d threads: %zu calls checked with the version "
-		      "witness, %zu rolls heard\n",
-		      kind == TALLY_KIND_BUDGET ? "budget" : "rate limit",
-		      threads, check_with_witness(&run, &all, v0), run.nheard);
+	if (!(holds && wgl))
+		print_message("%s%s, %d threads: %zu calls checked with the "
+			      "version witness, %zu rolls heard\n",
+			      kind == TALLY_KIND_BUDGET ? "budget"
+							: "rate limit",
+			      holds ? " with holds" : "", threads,
+			      check_with_witness(&run, &all, v0), run.nheard);
+	else
+		print_message(
+			"%s with holds and sweeps, %d threads: %zu calls, "
+			"%zu rolls heard\n",
+			kind == TALLY_KIND_BUDGET ? "budget" : "rate limit",
+			threads, all.n, run.nheard);
+	if (holds)
+		hold_summary(&all, &run);
 	if (wgl) {
 		bool ok = wgl_check(&run, &all);
 
@@ -1048,6 +1525,9 @@ run_history(unsigned kind, int threads, int ops, bool wgl)
 	assert_int_equal(a.live_blocks, 0);
 	free(all.op);
 	free(run.heard);
+	free(run.xheard);
+	free(chs);
+	chs = NULL;
 	pthread_mutex_destroy(&run.lock);
 }
 
@@ -1055,28 +1535,56 @@ static void
 test_budget_witness_4_threads(void **state)
 {
 	(void)state;
-	run_history(TALLY_KIND_BUDGET, 4, WITNESS_OPS, false);
+	run_history(TALLY_KIND_BUDGET, 4, WITNESS_OPS, false, false);
 }
 
 static void
 test_ratelimit_witness_4_threads(void **state)
 {
 	(void)state;
-	run_history(TALLY_KIND_RATELIMIT, 4, WITNESS_OPS, false);
+	run_history(TALLY_KIND_RATELIMIT, 4, WITNESS_OPS, false, false);
+}
+
+static void
+test_budget_holds_witness_4_threads(void **state)
+{
+	(void)state;
+	run_history(TALLY_KIND_BUDGET, 4, HOLD_WITNESS_OPS, false, true);
+}
+
+static void
+test_ratelimit_holds_witness_4_threads(void **state)
+{
+	(void)state;
+	run_history(TALLY_KIND_RATELIMIT, 4, HOLD_WITNESS_OPS, false, true);
 }
 
 static void
 test_budget_wgl_2_threads(void **state)
 {
 	(void)state;
-	run_history(TALLY_KIND_BUDGET, 2, WGL_OPS, true);
+	run_history(TALLY_KIND_BUDGET, 2, WGL_OPS, true, false);
 }
 
 static void
 test_ratelimit_wgl_2_threads(void **state)
 {
 	(void)state;
-	run_history(TALLY_KIND_RATELIMIT, 2, WGL_OPS, true);
+	run_history(TALLY_KIND_RATELIMIT, 2, WGL_OPS, true, false);
+}
+
+static void
+test_budget_holds_wgl_2_threads(void **state)
+{
+	(void)state;
+	run_history(TALLY_KIND_BUDGET, 2, HOLD_WGL_OPS, true, true);
+}
+
+static void
+test_ratelimit_holds_wgl_2_threads(void **state)
+{
+	(void)state;
+	run_history(TALLY_KIND_RATELIMIT, 2, HOLD_WGL_OPS, true, true);
 }
 
 int
@@ -1085,8 +1593,12 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_budget_witness_4_threads),
 		cmocka_unit_test(test_ratelimit_witness_4_threads),
+		cmocka_unit_test(test_budget_holds_witness_4_threads),
+		cmocka_unit_test(test_ratelimit_holds_witness_4_threads),
 		cmocka_unit_test(test_budget_wgl_2_threads),
 		cmocka_unit_test(test_ratelimit_wgl_2_threads),
+		cmocka_unit_test(test_budget_holds_wgl_2_threads),
+		cmocka_unit_test(test_ratelimit_holds_wgl_2_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

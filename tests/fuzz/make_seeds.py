@@ -60,9 +60,27 @@ OP = {
     "sweep": 22, "clock": 24,
 }
 
-# Keys: indexes of good_keys[], or the bad ones.
-KEYS = {"a": 0, "b": 1, "hi": 2, "k255": 3, "NULL": 0xF0, "": 0xF1,
-        "k256": 0xF2}
+# Hold operations: op bytes 0x98..0x9f (op % 32 >= 24, top bit set).
+HOLD_OP = {"admit": 0x98, "settle": 0x9B, "handle": 0x9D, "hclock": 0x9E}
+
+# Keys: indexes of good_keys[], or the bad ones ("a0b" and "nul" hold NUL
+# bytes: _n only).
+KEYS = {"a": 0, "b": 1, "hi": 2, "k255": 3, "a0b": 4, "nul": 5, "NULL": 0xF0,
+        "": 0xF1, "k256": 0xF2}
+
+# tally_store_options.hold_ttl_max by the start time's bits 2..4
+# (fuzz_ops.c ttl_max_table): index -> (ttl_max, grain).
+TTL_MAX = [(600 * NS, 200 * NS), (60 * NS, 20 * NS), (NS, 333333334),
+           (3, 1), (7, 3), (31622400000000000, 10540800000000000),
+           (3600 * NS, 1200 * NS), (1000, 334)]
+HOLD_AMOUNTS = [0, 1, 1, 2, 3, 5, 10, 100]
+MODES = {"hold": 0, "consume": 4, "peek": 6, "bad0": 7, "bad4": 0x87}
+
+# The flags byte of op_budget / op_ratelimit: the low 3 bits pick the view
+# (0: none, 1: a size below every layout, 2: the 0.2 layout, else the
+# current one); a rate limit's 0x18 bits the mask (0: none).
+VIEW = 3
+RVIEW = 0x0B
 
 MAX_TABLE = [0, 1, 2, 3, 5, 10, 100, 1000, INT64_MAX, INT64_MAX - 1]
 AMOUNT_TABLE = [0, 0, 1, 1, 2, 3, 5, 10, 100, INT64_MAX, INT64_MAX - 1]
@@ -167,9 +185,17 @@ INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
 
+def enc_hold_amount(v):
+    if v in HOLD_AMOUNTS:
+        return u8(HOLD_AMOUNTS.index(v))
+    return u8(0xE0) + enc_amount(v)
+
+
 class Prog:
-    def __init__(self, t0):
-        self.b = bytearray(u64(t0 - T_MIN))
+    def __init__(self, t0, ttl_index=0):
+        # The start time's low bits: expected_records 0, the ttl table.
+        self.b = bytearray(u64(t0 + (ttl_index << 2) - T_MIN))
+        self.ttl_max, self.grain = TTL_MAX[ttl_index]
         self.live = set()  # (kind, key) for pick_boundary
 
     def op(self, name):
@@ -180,7 +206,7 @@ class Prog:
 
     # Budgets -------------------------------------------------------------
     def b_upsert(self, k, mx, period, anchor=None, off=0, aligned=False,
-                 flags=1, nocfg=False):
+                 flags=VIEW, nocfg=False):
         self.op("b_upsert")
         self.key(k)
         self.b += u8(flags)
@@ -191,7 +217,7 @@ class Prog:
             self.live.add(("b", k))
         return self
 
-    def b_simple(self, name, k, flags=1):
+    def b_simple(self, name, k, flags=VIEW):
         self.op(name)
         self.key(k)
         self.b += u8(flags)
@@ -199,26 +225,26 @@ class Prog:
             self.live.discard(("b", k))
         return self
 
-    def b_get(self, k, flags=1):
+    def b_get(self, k, flags=VIEW):
         return self.b_simple("b_get", k, flags)
 
-    def b_check(self, k, flags=1):
+    def b_check(self, k, flags=VIEW):
         return self.b_simple("b_check", k, flags)
 
-    def b_remove(self, k, flags=1):
+    def b_remove(self, k, flags=VIEW):
         return self.b_simple("b_remove", k, flags)
 
-    def b_bump(self, k, amount, flags=1):
+    def b_bump(self, k, amount, flags=VIEW):
         self.b_simple("b_bump", k, flags)
         self.b += enc_amount(amount)
         return self
 
-    def b_try(self, k, amount, flags=1):
+    def b_try(self, k, amount, flags=VIEW):
         self.b_simple("b_try", k, flags)
         self.b += enc_amount(amount)
         return self
 
-    def b_reset(self, k, version="right", flags=1):
+    def b_reset(self, k, version="right", flags=VIEW):
         self.b_simple("b_reset", k, flags)
         self.b += u8({"right": 4, "minus1": 0, "plus1": 1,
                       "other": 3}.get(version, 4))
@@ -234,7 +260,7 @@ class Prog:
         return u8(1) + enc_max(mx) + enc_period(period)
 
     def r_upsert(self, k, tokens, requests, anchor=None, off=0,
-                 aligned=False, flags=0x09, nocfg=False):
+                 aligned=False, flags=RVIEW, nocfg=False):
         self.op("r_upsert")
         self.key(k)
         self.b += u8(flags)
@@ -245,7 +271,7 @@ class Prog:
             self.live.add(("r", k))
         return self
 
-    def r_simple(self, name, k, flags=0x09):
+    def r_simple(self, name, k, flags=RVIEW):
         self.op(name)
         self.key(k)
         self.b += u8(flags)
@@ -253,26 +279,26 @@ class Prog:
             self.live.discard(("r", k))
         return self
 
-    def r_get(self, k, flags=0x09):
+    def r_get(self, k, flags=RVIEW):
         return self.r_simple("r_get", k, flags)
 
-    def r_check(self, k, flags=0x09):
+    def r_check(self, k, flags=RVIEW):
         return self.r_simple("r_check", k, flags)
 
-    def r_remove(self, k, flags=0x09):
+    def r_remove(self, k, flags=RVIEW):
         return self.r_simple("r_remove", k, flags)
 
-    def r_bump(self, k, tokens, requests, flags=0x09):
+    def r_bump(self, k, tokens, requests, flags=RVIEW):
         self.r_simple("r_bump", k, flags)
         self.b += enc_amount(tokens) + enc_amount(requests)
         return self
 
-    def r_try(self, k, tokens, requests, flags=0x09):
+    def r_try(self, k, tokens, requests, flags=RVIEW):
         self.r_simple("r_try", k, flags)
         self.b += enc_amount(tokens) + enc_amount(requests)
         return self
 
-    def r_reset(self, k, mask, version="right", flags=0x09):
+    def r_reset(self, k, mask, version="right", flags=RVIEW):
         self.r_simple("r_reset", k, flags)
         self.b += u8({"right": 4, "minus1": 0, "plus1": 1,
                       "other": 3}.get(version, 4))
@@ -351,6 +377,123 @@ class Prog:
     def extreme(self, i):
         self.op("clock")
         self.b += u8(11) + u8(0) + u8(i)
+        return self
+
+    # Holds ---------------------------------------------------------------
+    def enc_ttl(self, ttl, mode):
+        if mode != "hold":
+            return u8(0 if ttl == 0 else 0xF1)
+        g, mx = self.grain, self.ttl_max
+        named = [(1, 0), (g - 1, 1), (g, 2), (g + 1, 3), (2 * g, 4),
+                 (3 * g - 1, 5), (mx, 6), (mx + 1, 7), (0, 8)]
+        for v, i in named:
+            if ttl == v:
+                return u8(i)
+        if ttl == -1:
+            return u8(0x89)
+        if ttl == INT64_MAX:
+            return u8(9)
+        assert 1 <= ttl <= mx, ttl
+        return u8(10) + u64(ttl - 1)
+
+    def admit(self, charges, mode="hold", ttl=None, h=0, decision=True,
+              bad_hold=False, n=None):
+        """charges: [(kind 'b'|'r', key, amounts, flags)], amounts an int
+        (budget) or (tokens, requests); flags: 'shadow', 'badflag',
+        'badkind', 'unused'."""
+        self.b += u8(HOLD_OP["admit"]) + u8(MODES[mode])
+        count = len(charges) if n is None else n
+        if n is None and 1 <= count <= 3:
+            self.b += u8(count - 1)
+        elif n is None:
+            self.b += u8(0xC0 + count - 1)
+        else:
+            self.b += u8({0: 0xF0, 17: 0xF1, 1000: 0xF2}[n])
+        for kind, key, amounts, *fl in charges:
+            fl = fl[0] if fl else ""
+            kb = (1 if kind == "r" else 0) | (2 if "shadow" in fl else 0)
+            if "badkind" in fl:
+                kb |= 0xF8
+            elif "badflag" in fl:
+                kb |= 0xF0
+            elif "unused" in fl:
+                kb |= 0xE8
+            self.b += u8(kb)
+            if key in ("a0b", "nul"):
+                self.b += u8(KEYS[key])
+            elif key in ("a", "b", "hi", "k255") and "_n" in fl:
+                self.b += u8(66 + KEYS[key])  # 0x40 set, 66 % 6 == 0
+            else:
+                self.key(key)
+            if kind == "b":
+                self.b += enc_hold_amount(amounts)
+            else:
+                self.b += enc_hold_amount(amounts[0])
+                self.b += enc_hold_amount(amounts[1])
+        if ttl is None:
+            ttl = self.grain if mode == "hold" else 0
+        self.b += self.enc_ttl(ttl, mode)
+        xb = h | (0x08 if decision else 0)
+        if bad_hold:
+            xb = 0xE0 | 0x10 | h
+        self.b += u8(xb)
+        return self
+
+    def settle(self, h, costs, partial=False, n_delta=0, decision=True,
+               null=None):
+        """costs: per part 'est', '+1', '-1', '0', 'half', or amounts."""
+        self.b += u8(HOLD_OP["settle"]) + u8((3 if partial else 0) | h << 2)
+        fb = 0x08 if decision else 0
+        if n_delta:
+            fb |= 0xF0 | (1 if n_delta > 0 else 0)
+        elif null == "store":
+            fb |= 0xE1
+        elif null == "hold":
+            fb |= 0xE0
+        elif null == "cost":
+            fb |= 0xD0
+        self.b += u8(fb)
+        for c in costs:
+            if c in ("est", "+1", "-1", "0", "half"):
+                self.b += u8({"est": 0, "+1": 2, "-1": 3, "0": 4,
+                              "half": 5}[c])
+            else:
+                self.b += u8(6) + enc_hold_amount(c[0])
+                self.b += enc_hold_amount(c[1])
+        return self
+
+    def release(self, h, decision=True):
+        self.b += u8(HOLD_OP["settle"]) + u8(2 | h << 2)
+        self.b += u8(0x08 if decision else 0)
+        return self
+
+    def handle(self, what, a, b=0, off=0, x=1):
+        """copy a -> b; zero, init, foreign a; corrupt a (byte off ^= x);
+        size a (x odd: sizeof - 1, else 0)."""
+        code = {"copy": 0, "zero": 3, "corrupt": 4, "size": 5, "init": 6,
+                "foreign": 7}[what]
+        self.b += u8(HOLD_OP["handle"]) + u8(a | code << 3)
+        self.b += u8(b if what == "copy" else x)
+        if what == "corrupt":
+            self.b += u16(off)
+        return self
+
+    def grains(self, k, d=0):
+        assert 1 <= k <= 4
+        self.b += u8(HOLD_OP["hclock"]) + u8(0 | (k - 1) << 2) + u8(d + 1)
+        return self
+
+    def grains_back(self, k, d=0):
+        self.b += u8(HOLD_OP["hclock"]) + u8(3 | (k - 1) << 2) + u8(d + 1)
+        return self
+
+    def to_slot_end(self, kind, k, slot=0, d=0):
+        self.b += u8(HOLD_OP["hclock"]) + u8(1) + u8(d + 1)
+        self.b += u8(KEYS[k] | (0x80 if kind == "r" else 0)) + u8(slot)
+        return self
+
+    def to_deadline(self, h, d=0):
+        self.b += u8(HOLD_OP["hclock"]) + u8(2) + u8(d + 1) + u8(h)
         return self
 
     def bytes(self):
@@ -570,6 +713,135 @@ def ops_seeds():
         p.fwd_months(7).b_bump("a", 1).b_bump("b", 1).r_bump("hi", 1, 1)
         p.sweep()
     s["distant_anchors"] = p
+
+    # Holds (tally.h "Admission"). Handles 0..7 of the harness.
+    p = Prog(T(2026, 12, 3, 12), ttl_index=1)  # ttl_max 60 s, grain 20 s
+    p.b_upsert("a", 1000, ("ns", HOUR), aligned=True)
+    p.r_upsert("b", (500, ("min", 1)), (3, ("min", 1)), aligned=True)
+    p.admit([("b", "a", 10), ("r", "b", (100, 1))], ttl=20 * NS, h=0)
+    p.b_check("a").b_try("a", 900).b_try("a", 100).r_check("b")
+    p.settle(0, ["+1", "-1"]).settle(0, ["est", "est"]).b_reset("a")
+    p.admit([("r", "b", (100, 1)), ("b", "a", 5)], ttl=59 * NS, h=1)
+    p.settle(1, ["half", "half"], partial=True)
+    p.settle(1, [(100, 0), (10, 0)], partial=True).settle(1, ["0", "est"])
+    p.admit([("b", "a", 5)], h=2).release(2).release(2)
+    p.admit([("b", "a", 5), ("b", "a", 1)], h=3)  # one record twice
+    s["hold_settle_release_partial"] = p
+
+    p = Prog(T(2026, 12, 3, 12, 0, 50), ttl_index=1)
+    p.b_upsert("a", 100, ("ns", HOUR)).r_upsert("b", (50, ("s", 30)),
+                                                  (None, ("s", 30)))
+    for i in range(4):
+        p.admit([("b", "a", 3 + i), ("r", "b", (i, 1))],
+                ttl=[1, 20 * NS, 41 * NS, 60 * NS][i], h=i)
+    p.b_get("a").grains(1, -1).b_get("a").grains(1).b_bump("a", 0)
+    p.b_get("a").to_slot_end("b", "a", 0, -1).sweep().to_slot_end("b", "a")
+    p.sweep().settle(0, ["est", "est"]).to_deadline(3).b_check("a")
+    p.grains(3).settle(3, ["+1", "est"]).settle(1, ["est", "0"])
+    p.r_get("b").b_get("a")
+    s["hold_expiry_slots_late"] = p
+
+    p = Prog(T(2024, 6, 1, 12))
+    p.b_upsert("a", 100, ("ns", HOUR)).b_upsert("b", 10, ("d", 1))
+    p.r_upsert("hi", (1000, ("min", 1)), (2, ("min", 1)))
+    p.admit([("b", "a", 50), ("b", "b", 11), ("r", "hi", (5, 3))], h=0)
+    p.admit([("b", "a", 50), ("b", "k255", 1), ("b", "b", 11)], h=0)
+    p.admit([("b", "a", 50), ("b", "b", 11, "shadow"),
+             ("r", "hi", (5, 1))], h=0)
+    p.admit([("b", "a", 60), ("r", "hi", (5, 2), "shadow")], mode="peek")
+    p.admit([("b", "a", 60), ("r", "hi", (5, 2), "shadow")],
+            mode="consume")
+    p.admit([("b", "a", 100)], mode="consume")
+    p.admit([("b", "a", 1), ("r", "hi", (0, 1))], mode="peek")
+    p.admit([("b", "b", 1), ("b", "b", 2, "_n")], mode="peek")
+    p.admit([("b", "a0b", 1), ("r", "nul", (1, 1))], mode="consume")
+    p.admit([("b", "a", 1), ("b", "NULL", 1)]).admit([("b", "", 1)])
+    p.admit([("b", "a", -1)]).admit([("b", "a", 1, "badflag")])
+    p.admit([("b", "a", 1, "badkind")]).admit([("r", "hi", (1, 1),
+                                                 "unused")])
+    p.admit([("b", "a", 1)], mode="bad0").admit([("b", "a", 1)],
+                                                 mode="bad4")
+    p.admit([("b", "a", 1)], ttl=0).admit([("b", "a", 1)], ttl=-1)
+    p.admit([("b", "a", 1)], ttl=60 * 10 * NS + 1)
+    p.admit([("b", "a", 1)], mode="peek", ttl=1)
+    p.admit([("b", "a", 1)], bad_hold=True)
+    p.admit([("b", "a", 1)], mode="consume", bad_hold=True)
+    p.admit([("b", "a", 1)], n=0).admit([("b", "a", 1)], n=17)
+    keys = ["a", "b", "hi", "k255", "a0b", "nul"]
+    p.admit([(kd, k, 1 if kd == "b" else (1, 1))
+             for kd in ("b", "r") for k in keys] +
+            [("b", "a", 1), ("r", "a", (1, 1)), ("b", "b", 1),
+             ("r", "b", (1, 1))], mode="peek")
+    s["hold_admit_several_limits"] = p
+
+    p = Prog(T(2024, 6, 1, 12), ttl_index=6)  # ttl_max 1 h
+    p.b_upsert("a", 100, ("ns", HOUR)).b_upsert("b", 100, ("ns", HOUR))
+    p.admit([("b", "a", 10), ("b", "b", 20)], h=0)
+    p.handle("copy", 0, 1).settle(1, ["est", "est"]).settle(0, ["est",
+                                                                "est"])
+    p.admit([("b", "a", 10)], h=2).handle("copy", 2, 3).release(2)
+    p.release(3)
+    p.admit([("b", "a", 10)], h=4).handle("corrupt", 4, off=30, x=1)
+    p.release(4).handle("zero", 4).release(4).handle("init", 4).release(4)
+    p.handle("foreign", 5).release(5).admit([("b", "b", 5)], h=6)
+    p.handle("size", 6, x=1).release(6).handle("size", 6, x=0)
+    p.release(6).admit([("b", "a", 7), ("b", "b", 7)], h=7)
+    p.b_remove("a").b_upsert("a", 100, ("ns", HOUR))
+    p.settle(7, ["est", "+1"]).settle(7, ["est", "est"])
+    p.admit([("b", "b", 3)], h=0).settle(0, ["est", "est"], n_delta=1)
+    p.settle(0, [], n_delta=-1).settle(0, ["est"], null="cost")
+    p.settle(0, ["est"], null="hold").settle(0, ["est"], null="store")
+    p.settle(0, [(1, 1)]).settle(0, ["est"], decision=False)
+    s["hold_handles_copies_forged"] = p
+
+    p = Prog(T(2024, 6, 1, 12), ttl_index=1)
+    p.b_upsert("a", 20, ("s", 30)).r_upsert("a", (20, ("s", 45)),
+                                             (3, ("s", 45)))
+    p.admit([("b", "a", 10), ("r", "a", (5, 1))], ttl=60 * NS, h=0)
+    p.grains(2).b_bump("a", 5).r_bump("a", 1, 0).grains_back(4)
+    p.admit([("b", "a", 5), ("r", "a", (5, 1))], ttl=1, h=1)
+    p.b_get("a").grains(4).b_check("a").sweep()
+    p.settle(1, ["est", "est"]).settle(0, ["0", "0"]).grains_back(2)
+    p.admit([("b", "a", 5)], ttl=1, h=2).b_get("a")
+    p.b_reset("a").r_reset("a", "B").grains(1, 1).b_reset("a")
+    p.settle(2, ["est"]).b_get("a")
+    s["hold_clock_back_resets"] = p
+
+    p = Prog(T(2024, 6, 1, 12), ttl_index=3)  # ttl_max 3 ns, grain 1 ns
+    p.r_upsert("a", (None, ("s", 1)), (2, ("s", 1)))
+    p.b_upsert("b", 3, ("ns", 1000))
+    for i in range(3):
+        p.admit([("r", "a", (0, 1)), ("b", "b", 1)], ttl=1 + i, h=i)
+        p.fwd_ns(1)
+    p.admit([("r", "a", (0, 1))], h=3).r_check("a").b_check("b")
+    p.settle(0, ["est", "est"]).fwd_ns(2).release(1).sweep()
+    p.to_deadline(2, -1).release(2).r_get("a")
+    p.admit([("r", "a", (INT64_MAX, 0))], h=4).r_check("a")
+    p.admit([("b", "b", 1)], h=5).extreme(3).b_bump("b", 0)
+    s["hold_nanosecond_grain"] = p
+
+    p = Prog(T(2024, 6, 1, 12), ttl_index=0)
+    p.r_upsert("a", (None, ("min", 1)), (3, ("min", 1)))  # in flight
+    for i in range(5):
+        p.admit([("r", "a", (0, 1))], ttl=(i + 1) * 100 * NS, h=i)
+    p.r_check("a").settle(0, [(0, 0)]).settle(1, [(0, 0)])
+    p.admit([("r", "a", (0, 1))], h=1).fwd_h(1).r_check("a")
+    p.admit([("r", "a", (0, 1))], h=5).r_get("a")
+    s["hold_concurrency_limit"] = p
+
+    p = Prog(T(2024, 1, 31, 23, 59), ttl_index=6)
+    p.b_upsert("a", 50, ("M", 1), aligned=True)
+    p.r_upsert("b", (30, ("min", 1)), (5, ("min", 1)), aligned=True)
+    p.admit([("b", "a", 20), ("r", "b", (10, 1))], ttl=3600 * NS, h=0)
+    p.b_bump("a", 20).to_boundary("b", "a").b_check("a").b_try("a", 10)
+    p.b_try("a", 11).b_upsert("a", 60, ("M", 1), aligned=True)
+    p.r_upsert("b", (40, ("min", 1)), (5, ("min", 1)), aligned=True)
+    p.b_reset("a").r_reset("b", "B").settle(0, ["+1", "+1"])
+    p.admit([("b", "a", 60)], mode="peek").admit([("b", "a", 61)],
+                                                  mode="peek")
+    p.b_upsert("a", 50, ("none",)).b_bump("a", 40)
+    p.admit([("b", "a", 20)], mode="peek").sweep()
+    s["hold_windows_upserts_resets"] = p
 
     # Random programs: valid ops mostly on live keys, seeded for stability.
     rnd = random.Random(20240601)

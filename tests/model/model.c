@@ -348,7 +348,30 @@ model_init(struct model *m, int64_t now)
 	memset(m, 0, sizeof *m);
 	m->now = now;
 	m->version_floor = 1;
+	m->stats.size = sizeof m->stats;
+	(void)model_set_hold_ttl_max(m, 0);
 	calendar_init();
+}
+
+int
+model_set_hold_ttl_max(struct model *m, int64_t ttl_max)
+{
+	if (ttl_max < 0 || ttl_max > TALLY_HOLD_TTL_MAX_LIMIT)
+		return TALLY_EINVAL;
+	if (ttl_max == 0)
+		ttl_max = TALLY_HOLD_TTL_MAX_DEFAULT;
+	m->hold_ttl_max = ttl_max;
+	/* hold.h: G = ceil(hold_ttl_max / (4 - 1)). */
+	m->hold_grain = (ttl_max + 2) / 3;
+	return TALLY_OK;
+}
+
+void
+model_hold_init(struct model_hold *h)
+{
+	memset(h, 0, sizeof *h);
+	h->size = sizeof(tally_hold);
+	h->state = TALLY_HOLD_NONE;
 }
 
 void
@@ -361,6 +384,7 @@ void
 model_rolls_clear(struct model *m)
 {
 	m->nrolls = 0;
+	m->nexpiries = 0;
 }
 
 size_t
@@ -427,13 +451,18 @@ lookup(struct model *m, tally_kind kind, const char *key, size_t *key_len,
 	return *out != NULL ? TALLY_OK : TALLY_ENOENT;
 }
 
-/* Rolls waiting for their write to be installed. */
+/* Rolls and expired holds waiting for their write to be installed. */
 struct pending {
 	unsigned n;
 	struct {
 		unsigned counter;
 		int64_t usage_before, old_start, new_start;
 	} note[2];
+	/* Expired slots: what they counted and held, the latest one's end. */
+	bool expired;
+	uint32_t exp_holds;
+	int64_t exp_amount[2];
+	int64_t exp_slot_end;
 };
 
 static void
@@ -467,6 +496,220 @@ roll_due(struct model_record *r, int64_t now, struct pending *p)
 	return n;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Holds: expiry slots (src/hold.h's scheme, from its text)                 */
+/* ------------------------------------------------------------------------ */
+
+int64_t
+model_held(const struct model_record *r, unsigned i)
+{
+	i128 sum = 0;
+
+	for (unsigned k = 0; k < r->nslots; k++)
+		sum += r->slot[k].sum[i];
+	if (sum > INT64_MAX)
+		model_fail("held past INT64_MAX");
+	return (int64_t)sum;
+}
+
+uint64_t
+model_holds(const struct model_record *r)
+{
+	uint64_t n = 0;
+
+	for (unsigned k = 0; k < r->nslots; k++)
+		n += r->slot[k].count;
+	return n;
+}
+
+static struct model_slot *
+slot_find(struct model_record *r, int64_t number)
+{
+	for (unsigned k = 0; k < r->nslots; k++)
+		if (r->slot[k].number == number)
+			return &r->slot[k];
+	return NULL;
+}
+
+static void
+slot_drop(struct model_record *r, struct model_slot *sl)
+{
+	*sl = r->slot[--r->nslots];
+}
+
+/* floor(now / G) + 1: b as a write at now leaves it while a hold is live. */
+static i128
+base_of(const struct model *m, int64_t now)
+{
+	return fdiv(now, m->hold_grain) + 1;
+}
+
+bool
+model_holds_due(const struct model *m, const struct model_record *r)
+{
+	return r->nslots > 0 && base_of(m, m->now) > r->hold_base;
+}
+
+uint64_t
+model_units_due(const struct model *m)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < MODEL_RECORDS_MAX; i++) {
+		const struct model_record *r = &m->rec[i];
+
+		if (!r->live || !model_holds_due(m, r))
+			continue;
+		for (unsigned k = 0; k < r->nslots; k++)
+			for (unsigned c = 0; c < r->ncounters; c++)
+				if (base_of(m, m->now) > r->slot[k].number &&
+				    __builtin_add_overflow(
+					    sum, (uint64_t)r->slot[k].sum[c],
+					    &sum))
+					return UINT64_MAX;
+	}
+	return sum;
+}
+
+/*
+ * The first thing every write does to holds: while a hold is live, b moves
+ * up to floor(now / G) + 1 and the slots below it (dead: now >= j * G)
+ * leave, reported to p (may be NULL). While none is live b stays. Returns
+ * whether w changed (b moved: a write installs even if no slot died).
+ */
+static bool
+holds_catch_up(const struct model *m, struct model_record *w, struct pending *p)
+{
+	i128 nb;
+	unsigned k = 0;
+
+	if (w->nslots == 0)
+		return false;
+	nb = base_of(m, m->now);
+	if (nb <= w->hold_base)
+		return false;
+	w->hold_base = nb > INT64_MAX ? INT64_MAX : (int64_t)nb;
+	while (k < w->nslots) {
+		struct model_slot *sl = &w->slot[k];
+		int64_t end;
+
+		if ((i128)sl->number >= nb) {
+			k++;
+			continue;
+		}
+		/* Placement keeps every slot's end a time. */
+		end = (int64_t)((i128)sl->number * m->hold_grain);
+		if (p != NULL) {
+			if (!p->expired || end > p->exp_slot_end)
+				p->exp_slot_end = end;
+			p->expired = true;
+			p->exp_holds += sl->count;
+			for (unsigned c = 0; c < w->ncounters; c++)
+				p->exp_amount[c] += sl->sum[c];
+		}
+		slot_drop(w, sl);
+	}
+	return true;
+}
+
+/*
+ * Places a hold of amount[] with deadline now + ttl into w (caught up):
+ * slot max(ceil(d / G), b), b = max(b, floor(now / G) + 1). TALLY_OK
+ * (*slot set) or TALLY_EOVERFLOW (w unchanged): the deadline is past int64
+ * time, or the slot ends too late (every slot's end, and the ends of the
+ * 4 slots after it, must be times below INT64_MAX: j <= (INT64_MAX - 1) /
+ * G - 4), or a counter's held sum would pass INT64_MAX.
+ */
+static int
+holds_place(const struct model *m, struct model_record *w, int64_t ttl,
+	    const int64_t amount[2], int64_t *slot)
+{
+	i128 g = m->hold_grain, d = (i128)m->now + ttl, b, s;
+	struct model_slot *sl;
+
+	if (d > INT64_MAX)
+		return TALLY_EOVERFLOW;
+	b = base_of(m, m->now);
+	if (b < w->hold_base)
+		b = w->hold_base;
+	s = -fdiv(-d, g); /* ceil(d / G) */
+	if (s < b)
+		s = b;
+	if (s > fdiv(INT64_MAX - 1, g) - 4)
+		return TALLY_EOVERFLOW;
+	for (unsigned c = 0; c < w->ncounters; c++)
+		if ((i128)model_held(w, c) + amount[c] > INT64_MAX)
+			return TALLY_EOVERFLOW;
+	if ((sl = slot_find(w, (int64_t)s)) == NULL) {
+		if (w->nslots == MODEL_SLOTS_MAX)
+			model_fail(
+				"more hold slots live than the scheme allows");
+		sl = &w->slot[w->nslots++];
+		memset(sl, 0, sizeof *sl);
+		sl->number = (int64_t)s;
+	}
+	if (sl->count == UINT32_MAX)
+		model_fail("hold count overflow");
+	sl->count++;
+	for (unsigned c = 0; c < w->ncounters; c++)
+		sl->sum[c] += amount[c];
+	w->hold_base = (int64_t)b;
+	*slot = (int64_t)s;
+	return TALLY_OK;
+}
+
+/*
+ * Takes a hold of slot `slot` that still holds held[] out of w (caught
+ * up). Returns 0 if its slot died (below b: LATE, nothing taken),
+ * TALLY_ESETTLED if the slot is live but counts no hold or holds less than
+ * held[] (a settled copy: nothing taken), else 1: held[] (a partial
+ * charge: at most actual[] per counter) left the slot, moved[] says how
+ * much, and a settle (not a partial charge) uncounts the hold.
+ */
+static int
+holds_take(struct model_record *w, int64_t slot, const int64_t held[2],
+	   const int64_t actual[2], bool partial, int64_t moved[2])
+{
+	struct model_slot *sl;
+	bool empty = true;
+
+	moved[0] = moved[1] = 0;
+	if (slot < w->hold_base)
+		return 0;
+	if ((sl = slot_find(w, slot)) == NULL || sl->count == 0)
+		return TALLY_ESETTLED;
+	for (unsigned c = 0; c < w->ncounters; c++)
+		if (sl->sum[c] < held[c])
+			return TALLY_ESETTLED;
+	for (unsigned c = 0; c < w->ncounters; c++) {
+		moved[c] = partial && actual[c] < held[c] ? actual[c] : held[c];
+		sl->sum[c] -= moved[c];
+		empty = empty && sl->sum[c] == 0;
+	}
+	if (!partial)
+		sl->count--;
+	if (sl->count == 0 && empty)
+		slot_drop(w, sl);
+	return 1;
+}
+
+/* What every write does first: drop the dead hold slots and roll every
+ * due window (notes in p, which may be NULL). Returns whether w changed. */
+static bool
+catch_up(const struct model *m, struct model_record *w, struct pending *p)
+{
+	bool changed = holds_catch_up(m, w, p);
+
+	return roll_due(w, m->now, p) != 0 || changed;
+}
+
+/* A tally_stats counter: modulo 2^64, like any counter. */
+static void
+stat_add(uint64_t *counter, uint64_t v)
+{
+	(void)__builtin_add_overflow(*counter, v, counter);
+}
+
 /* Installs the working copy w into *r as the next version and logs the
  * pending rolls with that version. (A version past UINT64_MAX, an
  * EOVERFLOW in the library, is not modeled: no run gets there; test_api
@@ -477,6 +720,26 @@ install(struct model *m, struct model_record *r, const struct model_record *w,
 {
 	*r = *w;
 	r->version += 1;
+	if (p->expired) {
+		struct model_expiry *ev;
+
+		if (m->nexpiries >= MODEL_EXPIRIES_MAX)
+			model_fail("expiry log full");
+		ev = &m->expiries[m->nexpiries++];
+		memset(ev, 0, sizeof *ev);
+		memcpy(ev->key, r->key, r->key_len + 1);
+		ev->key_len = r->key_len;
+		ev->kind = r->kind;
+		ev->holds = p->exp_holds;
+		ev->amount[0] = p->exp_amount[0];
+		ev->amount[1] = p->exp_amount[1];
+		ev->slot_end = p->exp_slot_end;
+		ev->version = r->version;
+		ev->incarnation = r->incarnation;
+		stat_add(&m->stats.expired_holds, p->exp_holds);
+		stat_add(&m->stats.expired_units, (uint64_t)p->exp_amount[0]);
+		stat_add(&m->stats.expired_units, (uint64_t)p->exp_amount[1]);
+	}
 	for (unsigned i = 0; i < p->n; i++) {
 		struct model_roll *ev;
 
@@ -520,6 +783,7 @@ create(struct model *m, tally_kind kind, const char *key, size_t key_len,
 		r->incarnation = m->creations;
 		r->version = m->version_floor;
 		r->anchor = m->now;
+		r->hold_base = INT64_MIN;
 		*out = r;
 		return TALLY_OK;
 	}
@@ -585,11 +849,28 @@ retire_versions(struct model *m, const struct model_record *r)
 			r->version == UINT64_MAX ? r->version : r->version + 1;
 }
 
+/* Copies a full view into the caller's, of its own size: a view of an
+ * older layout receives only the fields it has; the size stays. */
 static void
-budget_view(const struct model_record *r, tally_budget_view *v)
+view_copy(void *dst, const void *full, size_t full_size)
 {
-	if (v == NULL)
+	size_t size;
+
+	memcpy(&size, dst, sizeof size);
+	if (size > full_size)
+		size = full_size;
+	memcpy((char *)dst + sizeof size, (const char *)full + sizeof size,
+	       size - sizeof size);
+}
+
+static void
+budget_view(const struct model_record *r, tally_budget_view *out)
+{
+	tally_budget_view full, *v = &full;
+
+	if (out == NULL)
 		return;
+	memset(v, 0, sizeof *v);
 	v->config.size = sizeof v->config;
 	v->config.max_limit = r->c[0].max;
 	v->config.period = r->c[0].period;
@@ -601,16 +882,21 @@ budget_view(const struct model_record *r, tally_budget_view *v)
 	v->window_end = counter_end(r, &r->c[0]);
 	v->version = r->version;
 	v->incarnation = r->incarnation;
+	v->held = model_held(r, 0);
+	v->holds = model_holds(r);
+	view_copy(out, v, sizeof *v);
 }
 
 static void
-rl_view(const struct model_record *r, tally_ratelimit_view *v)
+rl_view(const struct model_record *r, tally_ratelimit_view *out)
 {
+	tally_ratelimit_view full, *v = &full;
 	tally_limit *lim[2];
 	tally_counter_view *cv[2];
 
-	if (v == NULL)
+	if (out == NULL)
 		return;
+	memset(v, 0, sizeof *v);
 	v->config.size = sizeof v->config;
 	lim[0] = &v->config.tokens;
 	lim[1] = &v->config.requests;
@@ -631,6 +917,10 @@ rl_view(const struct model_record *r, tally_ratelimit_view *v)
 	v->config.calendar_aligned = r->calendar_aligned;
 	v->version = r->version;
 	v->incarnation = r->incarnation;
+	v->tokens_held = model_held(r, 0);
+	v->requests_held = model_held(r, 1);
+	v->holds = model_holds(r);
+	view_copy(out, v, sizeof *v);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -642,7 +932,7 @@ model_budget_upsert(struct model *m, const char *key, size_t key_len,
 		    const tally_budget_config *cfg, tally_budget_view *view)
 {
 	struct model_record *r, w;
-	struct pending none = {0};
+	struct pending p = {0};
 	int rc;
 
 	/* Config before key: NULL, negative max, offset, then period. */
@@ -669,13 +959,16 @@ model_budget_upsert(struct model *m, const char *key, size_t key_len,
 		budget_view(r, view);
 		return TALLY_CREATED;
 	}
-	/* Replace the config; usage and window_start stay; no roll. */
+	/* Replace the config; usage, holds and window_start stay; no roll.
+	 * A write: dead holds leave (tally.h: "the next CAS on the record
+	 * (any write, or a sweep) drops it"). */
 	w = *r;
+	(void)holds_catch_up(m, &w, &p);
 	w.c[0].max = cfg->max_limit;
 	w.c[0].period = cfg->period;
 	set_common(&w, cfg->anchor, cfg->utc_offset_minutes,
 		   cfg->calendar_aligned);
-	install(m, r, &w, &none, TALLY_ROLL_INLINE);
+	install(m, r, &w, &p, TALLY_ROLL_INLINE);
 	budget_view(r, view);
 	return TALLY_OK;
 }
@@ -701,7 +994,7 @@ model_budget_bump(struct model *m, const char *key, size_t key_len,
 {
 	struct model_record *r, w;
 	struct pending p = {0};
-	unsigned rolled;
+	bool changed;
 	int rc;
 
 	if (m == NULL || BAD_BVIEW(view) || amount < 0)
@@ -709,11 +1002,11 @@ model_budget_bump(struct model *m, const char *key, size_t key_len,
 	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &key_len, &r)) != TALLY_OK)
 		return rc;
 	w = *r;
-	rolled = roll_due(&w, m->now, &p);
+	changed = catch_up(m, &w, &p);
 	if ((i128)w.c[0].usage + amount > INT64_MAX)
 		return TALLY_EOVERFLOW; /* nothing changes, not even the roll */
 	w.c[0].usage += amount;
-	if (rolled != 0 || amount != 0)
+	if (changed || amount != 0)
 		install(m, r, &w, &p, TALLY_ROLL_INLINE);
 	budget_view(r, view);
 	return TALLY_OK;
@@ -730,11 +1023,14 @@ model_budget_check(struct model *m, const char *key, size_t key_len,
 		return TALLY_EINVAL;
 	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &key_len, &r)) != TALLY_OK)
 		return rc;
-	/* The effective state: a due window counts as rolled. */
+	/* The effective state: a due window counts as rolled, dead holds as
+	 * dropped. Blocks iff used + held >= max. */
 	w = *r;
-	roll_due(&w, m->now, NULL);
+	(void)catch_up(m, &w, NULL);
 	budget_view(&w, view);
-	return w.c[0].usage >= w.c[0].max ? TALLY_LIMITED : TALLY_OK;
+	return (i128)w.c[0].usage + model_held(&w, 0) >= w.c[0].max
+		       ? TALLY_LIMITED
+		       : TALLY_OK;
 }
 
 int
@@ -743,7 +1039,7 @@ model_budget_try_consume(struct model *m, const char *key, size_t key_len,
 {
 	struct model_record *r, w;
 	struct pending p = {0};
-	unsigned rolled;
+	bool changed;
 	int rc;
 
 	if (m == NULL || BAD_BVIEW(view) || amount < 0)
@@ -751,13 +1047,14 @@ model_budget_try_consume(struct model *m, const char *key, size_t key_len,
 	if ((rc = lookup(m, TALLY_KIND_BUDGET, key, &key_len, &r)) != TALLY_OK)
 		return rc;
 	w = *r;
-	rolled = roll_due(&w, m->now, &p);
-	if ((i128)w.c[0].usage + amount > w.c[0].max) {
+	changed = catch_up(m, &w, &p);
+	/* Takes it only if used + held + amount <= max. */
+	if ((i128)w.c[0].usage + model_held(&w, 0) + amount > w.c[0].max) {
 		budget_view(&w, view); /* the effective state */
 		return TALLY_LIMITED;
 	}
 	w.c[0].usage += amount;
-	if (rolled != 0 || amount != 0)
+	if (changed || amount != 0)
 		install(m, r, &w, &p, TALLY_ROLL_INLINE);
 	budget_view(r, view);
 	return TALLY_OK;
@@ -793,6 +1090,9 @@ model_budget_reset(struct model *m, const char *key, size_t key_len,
 		return TALLY_CONFLICT;
 	}
 	w = *r;
+	/* A write: dead holds leave first; live ones stay (a reset keeps
+	 * held, as a roll does). */
+	(void)holds_catch_up(m, &w, &p);
 	s = reset_start(&w, &w.c[0], m->now);
 	note_roll(&p, &w, 0, s);
 	w.c[0].usage = 0;
@@ -845,7 +1145,7 @@ model_ratelimit_upsert(struct model *m, const char *key, size_t key_len,
 		       tally_ratelimit_view *view)
 {
 	struct model_record *r, w;
-	struct pending none = {0};
+	struct pending p = {0};
 	int rc;
 
 	/* Config before key: NULL, offset, then tokens, then requests. */
@@ -872,11 +1172,12 @@ model_ratelimit_upsert(struct model *m, const char *key, size_t key_len,
 		return TALLY_CREATED;
 	}
 	w = *r;
+	(void)holds_catch_up(m, &w, &p);
 	set_limit(&w.c[0], &cfg->tokens);
 	set_limit(&w.c[1], &cfg->requests);
 	set_common(&w, cfg->anchor, cfg->utc_offset_minutes,
 		   cfg->calendar_aligned);
-	install(m, r, &w, &none, TALLY_ROLL_INLINE);
+	install(m, r, &w, &p, TALLY_ROLL_INLINE);
 	rl_view(r, view);
 	return TALLY_OK;
 }
@@ -904,7 +1205,7 @@ model_ratelimit_bump(struct model *m, const char *key, size_t key_len,
 {
 	struct model_record *r, w;
 	struct pending p = {0};
-	unsigned rolled;
+	bool changed;
 	int rc;
 
 	if (m == NULL || BAD_RVIEW(view) || tokens < 0 || requests < 0)
@@ -913,26 +1214,27 @@ model_ratelimit_bump(struct model *m, const char *key, size_t key_len,
 	    TALLY_OK)
 		return rc;
 	w = *r;
-	rolled = roll_due(&w, m->now, &p);
+	changed = catch_up(m, &w, &p);
 	if ((i128)w.c[0].usage + tokens > INT64_MAX ||
 	    (i128)w.c[1].usage + requests > INT64_MAX)
 		return TALLY_EOVERFLOW; /* neither is added */
 	w.c[0].usage += tokens;
 	w.c[1].usage += requests;
-	if (rolled != 0 || tokens != 0 || requests != 0)
+	if (changed || tokens != 0 || requests != 0)
 		install(m, r, &w, &p, TALLY_ROLL_INLINE);
 	rl_view(r, view);
 	return TALLY_OK;
 }
 
-/* Mask of the counters with a max that usage has reached. */
+/* Mask of the counters with a max that used + held has reached. */
 static unsigned
 blocked(const struct model_record *r)
 {
 	unsigned mask = 0;
 
 	for (unsigned i = 0; i < 2; i++)
-		if (r->c[i].has_max && r->c[i].usage >= r->c[i].max)
+		if (r->c[i].has_max &&
+		    (i128)r->c[i].usage + model_held(r, i) >= r->c[i].max)
 			mask |= rl_counter_id[i];
 	return mask;
 }
@@ -951,7 +1253,7 @@ model_ratelimit_check(struct model *m, const char *key, size_t key_len,
 	    TALLY_OK)
 		return rc;
 	w = *r;
-	roll_due(&w, m->now, NULL);
+	(void)catch_up(m, &w, NULL);
 	mask = blocked(&w);
 	if (limited != NULL)
 		*limited = mask;
@@ -967,7 +1269,8 @@ model_ratelimit_try_consume(struct model *m, const char *key, size_t key_len,
 	struct model_record *r, w;
 	struct pending p = {0};
 	const int64_t amount[2] = {tokens, requests};
-	unsigned rolled, mask = 0;
+	unsigned mask = 0;
+	bool changed;
 	int rc;
 
 	if (m == NULL || BAD_RVIEW(view) || tokens < 0 || requests < 0)
@@ -976,10 +1279,11 @@ model_ratelimit_try_consume(struct model *m, const char *key, size_t key_len,
 	    TALLY_OK)
 		return rc;
 	w = *r;
-	rolled = roll_due(&w, m->now, &p);
+	changed = catch_up(m, &w, &p);
 	for (unsigned i = 0; i < 2; i++)
 		if (w.c[i].has_max &&
-		    (i128)w.c[i].usage + amount[i] > w.c[i].max)
+		    (i128)w.c[i].usage + model_held(&w, i) + amount[i] >
+			    w.c[i].max)
 			mask |= rl_counter_id[i];
 	if (mask != 0) {
 		/* Both or neither: nothing taken, nothing changed. */
@@ -993,7 +1297,7 @@ model_ratelimit_try_consume(struct model *m, const char *key, size_t key_len,
 		return TALLY_EOVERFLOW;
 	w.c[0].usage += tokens;
 	w.c[1].usage += requests;
-	if (rolled != 0 || tokens != 0 || requests != 0)
+	if (changed || tokens != 0 || requests != 0)
 		install(m, r, &w, &p, TALLY_ROLL_INLINE);
 	if (limited != NULL)
 		*limited = 0;
@@ -1041,8 +1345,12 @@ model_ratelimit_reset(struct model *m, const char *key, size_t key_len,
 		c->window_start = s;
 		mask |= rl_counter_id[i];
 	}
-	if (mask != 0)
+	/* A reset that writes drops the dead holds; one that resets nothing
+	 * writes nothing. */
+	if (mask != 0) {
+		(void)holds_catch_up(m, &w, &p);
 		install(m, r, &w, &p, TALLY_ROLL_RESET);
+	}
 	if (reset != NULL)
 		*reset = mask;
 	rl_view(r, view);
@@ -1087,7 +1395,7 @@ model_sweep(struct model *m, size_t *rolled)
 		if (!r->live)
 			continue;
 		w = *r;
-		if (roll_due(&w, m->now, &p) == 0)
+		if (!catch_up(m, &w, &p))
 			continue;
 		install(m, r, &w, &p, TALLY_ROLL_SWEEP);
 		n += p.n;
@@ -1095,4 +1403,573 @@ model_sweep(struct model *m, size_t *rolled)
 	if (rolled != NULL)
 		*rolled = n;
 	return TALLY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Admission: reports                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* What counter i of w holds at time t: its slots still alive at t. */
+static i128
+held_at(const struct model *m, const struct model_record *w, unsigned i,
+	int64_t t)
+{
+	i128 sum = 0;
+
+	for (unsigned k = 0; k < w->nslots; k++)
+		if ((i128)w->slot[k].number * m->hold_grain > t)
+			sum += w->slot[k].sum[i];
+	return sum;
+}
+
+/*
+ * retry_after by brute force: "all else equal", used stays until the
+ * window's end and is 0 after it, and each slot holds its sum until it
+ * dies. Those are the only times the room changes, so the answer is the
+ * first of now and those times at which amount fits (max - used - held),
+ * minus now; never if none does (a request over the max, or a window that
+ * never rolls with too little left once every hold has died).
+ */
+static int64_t
+retry_after(struct model *m, const struct model_record *w, unsigned i,
+	    int64_t amount)
+{
+	const struct model_counter *c = &w->c[i];
+	int64_t end = counter_end(w, c), cand[MODEL_SLOTS_MAX + 2];
+	int64_t best = 0;
+	unsigned n = 0;
+	bool found = false;
+
+	cand[n++] = m->now;
+	if (end != INT64_MAX)
+		cand[n++] = end;
+	for (unsigned k = 0; k < w->nslots; k++)
+		cand[n++] = (int64_t)((i128)w->slot[k].number * m->hold_grain);
+	for (unsigned k = 0; k < n; k++) {
+		int64_t t = cand[k];
+		/* An end of INT64_MAX never comes (even at now INT64_MAX). */
+		i128 used = end != INT64_MAX && t >= end ? 0 : c->usage;
+
+		if (t < m->now || (found && t >= best))
+			continue;
+		if ((i128)amount <= (i128)c->max - used - held_at(m, w, i, t)) {
+			best = t;
+			found = true;
+		}
+	}
+	if (!found)
+		return TALLY_RETRY_NEVER;
+	/* A wait past int64 (a clock at the far past): saturated, and
+	 * counted for harnesses. */
+	if ((i128)best - m->now >= INT64_MAX) {
+		m->retry_overflows++;
+		return INT64_MAX - 1;
+	}
+	return best - m->now;
+}
+
+/* A report of every counter of w for a request of amount[], with no
+ * DENIED or call-specific flags yet. */
+static void
+report_limit(struct model *m, const struct model_record *w,
+	     const int64_t amount[2], tally_limit_report *rep)
+{
+	memset(rep, 0, sizeof *rep);
+	rep->kind = w->kind;
+	rep->version = w->version;
+	rep->incarnation = w->incarnation;
+	for (unsigned i = 0; i < w->ncounters; i++) {
+		const struct model_counter *c = &w->c[i];
+		tally_counter_report *cr = &rep->c[i];
+		i128 room;
+
+		cr->counter = counter_id(w, i);
+		cr->used = c->usage;
+		cr->held = model_held(w, i);
+		cr->window_start = c->window_start;
+		cr->window_end = counter_end(w, c);
+		if (!c->has_max) {
+			cr->flags = TALLY_DECISION_UNLIMITED;
+			cr->remaining = INT64_MAX;
+			continue;
+		}
+		cr->max = c->max;
+		room = (i128)c->max - c->usage - cr->held;
+		cr->remaining = room > 0 ? (int64_t)room : 0;
+		if (cr->remaining == 0)
+			cr->flags |= TALLY_DECISION_REACHED;
+		if (amount[i] > c->max)
+			cr->flags |= TALLY_DECISION_TOO_BIG;
+		cr->retry_after = retry_after(m, w, i, amount[i]);
+	}
+	rep->flags = rep->c[0].flags | rep->c[1].flags;
+}
+
+/* Adds flag to counter i of a report (and to the limit's union). */
+static void
+report_flag(tally_limit_report *rep, unsigned i, uint32_t flag)
+{
+	rep->c[i].flags |= flag;
+	rep->flags |= flag;
+}
+
+static void
+report_union(tally_limit_report *rep)
+{
+	rep->flags = rep->c[0].flags | rep->c[1].flags;
+}
+
+static void
+decision_begin(const struct model *m, tally_decision *d, unsigned n)
+{
+	d->now = m->now;
+	d->refused = -1;
+	d->n = n;
+	d->mask = 0;
+	d->flags = 0;
+	memset(d->limit, 0, sizeof d->limit);
+}
+
+static void
+decision_union(tally_decision *d)
+{
+	d->flags = 0;
+	for (unsigned i = 0; i < d->n; i++)
+		d->flags |= d->limit[i].flags;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Admission: tally_admit                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A charge or a cost as its kind's amounts (budget [0]; rate limit [0]
+ * tokens, [1] requests): EINVAL for a bad kind, a negative amount or one
+ * the kind does not use. */
+static int
+amounts_of(uint32_t kind, int64_t amount, int64_t tokens, int64_t requests,
+	   int64_t out[2])
+{
+	if (kind == TALLY_KIND_BUDGET) {
+		if (amount < 0 || tokens != 0 || requests != 0)
+			return TALLY_EINVAL;
+		out[0] = amount;
+		out[1] = 0;
+		return TALLY_OK;
+	}
+	if (kind == TALLY_KIND_RATELIMIT) {
+		if (amount != 0 || tokens < 0 || requests < 0)
+			return TALLY_EINVAL;
+		out[0] = tokens;
+		out[1] = requests;
+		return TALLY_OK;
+	}
+	return TALLY_EINVAL;
+}
+
+struct charge {
+	tally_kind kind;
+	const char *key;
+	size_t key_len;
+	int64_t amount[2];
+	bool shadow;
+	struct model_record *r; /* NULL: missing */
+	struct model_record w;  /* the working copy */
+	struct pending p[2];    /* the hold's write, the settle's (CONSUME) */
+	int64_t slot;
+};
+
+/* The counters of w that amount[] does not fit (used + held + amount >
+ * max, counters with a max), as bits 0 and 1. */
+static unsigned
+no_room(const struct model_record *w, const int64_t amount[2])
+{
+	unsigned mask = 0;
+
+	for (unsigned i = 0; i < w->ncounters; i++)
+		if (w->c[i].has_max &&
+		    (i128)w->c[i].usage + model_held(w, i) + amount[i] >
+			    w->c[i].max)
+			mask |= 1u << i;
+	return mask;
+}
+
+/* After an error other than ENOENT: tally.h, "after another error it
+ * is left as it was (bad arguments) or has n == 0" (EOVERFLOW, in the hold
+ * pass; refused -1, mask and flags 0 with it). */
+static int
+admit_overflow(tally_decision *d, int rc)
+{
+	d->n = 0;
+	d->refused = -1;
+	d->mask = 0;
+	d->flags = 0;
+	return rc;
+}
+
+int
+model_admit(struct model *m, const tally_charge *charges, size_t n,
+	    uint32_t mode, int64_t ttl, struct model_hold *hold,
+	    tally_decision *decision)
+{
+	static struct charge ch[TALLY_ADMIT_MAX]; /* big: not on the stack */
+	tally_decision local;
+	tally_decision *d = decision != NULL ? decision : &local;
+	bool writes = mode != TALLY_ADMIT_PEEK, missing = false,
+	     too_big = false;
+	unsigned refusing = 0;
+	int rc;
+
+	/* The store, the structs, the call's arguments, the charges, the
+	 * keys, then duplicates: the decision stays as it was. */
+	if (m == NULL || charges == NULL || n == 0 || n > TALLY_ADMIT_MAX)
+		return TALLY_EINVAL;
+	if (decision != NULL && decision->size < sizeof *decision)
+		return TALLY_EINVAL;
+	if (mode == TALLY_ADMIT_HOLD) {
+		if (hold == NULL || hold->size < sizeof(tally_hold) ||
+		    ttl <= 0 || ttl > m->hold_ttl_max)
+			return TALLY_EINVAL;
+	} else if (mode == TALLY_ADMIT_CONSUME || mode == TALLY_ADMIT_PEEK) {
+		if (hold != NULL || ttl != 0)
+			return TALLY_EINVAL;
+	} else {
+		return TALLY_EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const tally_charge *c = &charges[i];
+
+		memset(&ch[i], 0, sizeof ch[i]);
+		if ((c->flags & ~TALLY_CHARGE_SHADOW) != 0)
+			return TALLY_EINVAL;
+		if ((rc = amounts_of(c->kind, c->amount, c->tokens, c->requests,
+				     ch[i].amount)) != TALLY_OK)
+			return rc;
+		ch[i].kind = (tally_kind)c->kind;
+		ch[i].shadow = (c->flags & TALLY_CHARGE_SHADOW) != 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ch[i].key = charges[i].key;
+		ch[i].key_len = charges[i].key_len;
+		if ((rc = key_check(ch[i].key, &ch[i].key_len)) != TALLY_OK)
+			return rc;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < i; j++)
+			if (ch[i].kind == ch[j].kind &&
+			    ch[i].key_len == ch[j].key_len &&
+			    memcmp(ch[i].key, ch[j].key, ch[i].key_len) == 0)
+				return TALLY_EINVAL;
+
+	/* Every limit as it stands now (due windows rolled, dead holds
+	 * dropped), without writing: the refusals, the reports. */
+	decision_begin(m, d, (unsigned)n);
+	for (size_t i = 0; i < n; i++) {
+		struct charge *c = &ch[i];
+		tally_limit_report *rep = &d->limit[i];
+		unsigned deny;
+
+		c->r = find(m, c->kind, c->key, c->key_len);
+		if (c->r == NULL) {
+			rep->flags = TALLY_DECISION_GONE;
+			if (!missing)
+				d->refused = (int32_t)i;
+			missing = true;
+			continue;
+		}
+		c->w = *c->r;
+		(void)catch_up(m, &c->w, &c->p[0]);
+		report_limit(m, &c->w, c->amount, rep);
+		deny = no_room(&c->w, c->amount);
+		for (unsigned k = 0; k < 2; k++)
+			if (deny & (1u << k))
+				report_flag(
+					rep, k,
+					c->shadow
+						? TALLY_DECISION_SHADOW_WOULD_DENY
+						: TALLY_DECISION_DENIED);
+		if (deny != 0 && !c->shadow) {
+			d->mask |= 1u << i;
+			too_big |= (rep->flags & TALLY_DECISION_TOO_BIG) != 0;
+			refusing++;
+		}
+	}
+	if (missing) {
+		rc = TALLY_ENOENT;
+	} else if (refusing != 0) {
+		rc = TALLY_LIMITED;
+		for (size_t i = 0; i < n; i++)
+			if (d->mask & (1u << i)) {
+				d->refused = (int32_t)i;
+				break;
+			}
+	} else {
+		rc = TALLY_OK;
+	}
+	decision_union(d);
+	if (rc != TALLY_OK || !writes) {
+		if (writes && rc == TALLY_ENOENT)
+			m->stats.refused_missing++;
+		else if (writes && too_big)
+			m->stats.refused_too_big++;
+		else if (writes)
+			m->stats.refused_limit++;
+		return rc;
+	}
+
+	/* Hold every estimate, all or nothing: a hold that cannot be placed
+	 * (EOVERFLOW) leaves every record as it was. (A mode CONSUME hold
+	 * lives inside the call only: its TTL is the store's maximum.) */
+	for (size_t i = 0; i < n; i++) {
+		rc = holds_place(m, &ch[i].w,
+				 mode == TALLY_ADMIT_HOLD ? ttl
+							  : m->hold_ttl_max,
+				 ch[i].amount, &ch[i].slot);
+		if (rc != TALLY_OK)
+			return admit_overflow(d, rc);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct charge *c = &ch[i];
+		tally_limit_report *rep = &d->limit[i];
+		uint32_t shadow[2] = {rep->c[0].flags, rep->c[1].flags};
+
+		install(m, c->r, &c->w, &c->p[0], TALLY_ROLL_INLINE);
+		c->w = *c->r;
+		if (mode == TALLY_ADMIT_CONSUME) {
+			/* The estimate becomes usage, in the window of now. */
+			int64_t moved[2];
+
+			if (holds_take(&c->w, c->slot, c->amount, c->amount,
+				       false, moved) != 1)
+				model_fail("consume lost its own hold");
+			for (unsigned k = 0; k < c->w.ncounters; k++)
+				if ((i128)c->w.c[k].usage + c->amount[k] >
+				    INT64_MAX)
+					shadow[k] |= TALLY_DECISION_OVERFLOW;
+				else
+					c->w.c[k].usage += c->amount[k];
+			install(m, c->r, &c->w, &c->p[1], TALLY_ROLL_INLINE);
+		}
+		/* The report shows the record as the call left it. */
+		report_limit(m, c->r, c->amount, rep);
+		for (unsigned k = 0; k < 2; k++)
+			rep->c[k].flags |=
+				shadow[k] & (TALLY_DECISION_SHADOW_WOULD_DENY |
+					     TALLY_DECISION_OVERFLOW);
+		report_union(rep);
+		if (rep->flags & TALLY_DECISION_SHADOW_WOULD_DENY)
+			m->stats.shadow_would_deny++;
+	}
+	decision_union(d);
+	m->stats.admitted++;
+	if (mode == TALLY_ADMIT_HOLD) {
+		m->stats.holds += n;
+		hold->state = TALLY_HOLD_LIVE;
+		hold->n = (uint32_t)n;
+		hold->deadline = m->now + ttl;
+		hold->forged = false;
+		memset(hold->part, 0, sizeof hold->part);
+		for (size_t i = 0; i < n; i++) {
+			struct model_hold_part *hp = &hold->part[i];
+
+			hp->kind = ch[i].kind;
+			hp->flags = ch[i].shadow ? TALLY_CHARGE_SHADOW : 0;
+			memcpy(hp->key, ch[i].key, ch[i].key_len);
+			hp->key[ch[i].key_len] = '\0';
+			hp->key_len = ch[i].key_len;
+			hp->incarnation = ch[i].r->incarnation;
+			hp->slot = ch[i].slot;
+			hp->amount[0] = ch[i].amount[0];
+			hp->amount[1] = ch[i].amount[1];
+		}
+	}
+	return TALLY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Admission: settlement                                                    */
+/* ------------------------------------------------------------------------ */
+
+enum settle_op {
+	SETTLE,
+	RELEASE,
+	PARTIAL
+};
+
+/* The record a part of a hold names, or NULL (removed, or created again:
+ * another incarnation). */
+static struct model_record *
+part_record(const struct model *m, const struct model_hold_part *hp)
+{
+	struct model_record *r = find((struct model *)(uintptr_t)m, hp->kind,
+				      hp->key, hp->key_len);
+
+	return r != NULL && r->incarnation == hp->incarnation ? r : NULL;
+}
+
+/* TALLY_OK for a live handle; TALLY_ESETTLED or TALLY_EINVAL. */
+static int
+hold_check(const struct model_hold *h)
+{
+	if (h->size < sizeof(tally_hold) || h->n == 0 ||
+	    h->n > TALLY_ADMIT_MAX || h->forged)
+		return TALLY_EINVAL;
+	if (h->state == TALLY_HOLD_SETTLED)
+		return TALLY_ESETTLED;
+	return h->state == TALLY_HOLD_LIVE ? TALLY_OK : TALLY_EINVAL;
+}
+
+static int
+settle_common(struct model *m, struct model_hold *h, const tally_cost *actual,
+	      size_t n, enum settle_op op, tally_decision *decision)
+{
+	int64_t cost[TALLY_ADMIT_MAX][2];
+	tally_decision local;
+	tally_decision *d = decision != NULL ? decision : &local;
+	int rc;
+
+	if (m == NULL || h == NULL)
+		return TALLY_EINVAL;
+	if (decision != NULL && decision->size < sizeof *decision)
+		return TALLY_EINVAL;
+	if ((rc = hold_check(h)) != TALLY_OK)
+		return rc;
+	if (n != h->n || (actual == NULL && op != RELEASE))
+		return TALLY_EINVAL;
+	for (unsigned i = 0; i < h->n; i++) {
+		if (actual == NULL) {
+			cost[i][0] = cost[i][1] = 0;
+			continue;
+		}
+		if ((rc = amounts_of(h->part[i].kind, actual[i].amount,
+				     actual[i].tokens, actual[i].requests,
+				     cost[i])) != TALLY_OK)
+			return rc;
+	}
+
+	decision_begin(m, d, h->n);
+	for (unsigned i = 0; i < h->n; i++) {
+		struct model_hold_part *hp = &h->part[i];
+		struct model_record *r = part_record(m, hp), w;
+		tally_limit_report *rep = &d->limit[i];
+		struct pending p = {0};
+		uint32_t flags[2] = {0, 0};
+		int64_t moved[2], over[2] = {0, 0};
+
+		rc = TALLY_ENOENT;
+		if (r != NULL) {
+			w = *r;
+			(void)catch_up(m, &w, &p);
+			rc = holds_take(&w, hp->slot, hp->amount, cost[i],
+					op == PARTIAL, moved);
+		}
+		if (r == NULL || rc < 0) {
+			/* Removed, or the slot does not hold it (a settled
+			 * copy): nothing done there. */
+			rep->kind = hp->kind;
+			rep->flags = TALLY_DECISION_GONE;
+			continue;
+		}
+		for (unsigned k = 0; k < w.ncounters; k++) {
+			/* Late: the whole actual is charged, released
+			 * nothing; live: beyond what left held is an
+			 * overdraft. Never past INT64_MAX. */
+			if (rc == 0)
+				flags[k] |= TALLY_DECISION_LATE;
+			else if (cost[i][k] > moved[k])
+				over[k] = cost[i][k] - moved[k];
+			if ((i128)w.c[k].usage + cost[i][k] > INT64_MAX) {
+				flags[k] |= TALLY_DECISION_OVERFLOW;
+				over[k] = 0;
+			} else {
+				w.c[k].usage += cost[i][k];
+			}
+			if (over[k] > 0)
+				flags[k] |= TALLY_DECISION_OVERDRAFT;
+			stat_add(&m->stats.overdraft_units, (uint64_t)over[k]);
+		}
+		install(m, r, &w, &p, TALLY_ROLL_INLINE);
+		/* Reported for a request of what the hold held. */
+		report_limit(m, r, hp->amount, rep);
+		for (unsigned k = 0; k < w.ncounters; k++) {
+			rep->c[k].flags |= flags[k];
+			rep->c[k].overdraft = over[k];
+		}
+		report_union(rep);
+		if (rc == 0)
+			m->stats.late_settles++;
+		if (op == PARTIAL) {
+			hp->amount[0] -= moved[0];
+			hp->amount[1] -= moved[1];
+		}
+	}
+	decision_union(d);
+	if (op == PARTIAL) {
+		m->stats.partials++;
+	} else {
+		h->state = TALLY_HOLD_SETTLED;
+		if (op == RELEASE)
+			m->stats.releases++;
+		else
+			m->stats.settles++;
+	}
+	return TALLY_OK;
+}
+
+int
+model_settle(struct model *m, struct model_hold *hold, const tally_cost *actual,
+	     size_t n, tally_decision *decision)
+{
+	if (actual == NULL)
+		return TALLY_EINVAL;
+	return settle_common(m, hold, actual, n, SETTLE, decision);
+}
+
+int
+model_release(struct model *m, struct model_hold *hold,
+	      tally_decision *decision)
+{
+	return settle_common(m, hold, NULL, hold != NULL ? hold->n : 0, RELEASE,
+			     decision);
+}
+
+int
+model_settle_partial(struct model *m, struct model_hold *hold,
+		     const tally_cost *amount, size_t n,
+		     tally_decision *decision)
+{
+	if (amount == NULL)
+		return TALLY_EINVAL;
+	return settle_common(m, hold, amount, n, PARTIAL, decision);
+}
+
+/*
+ * A second settle of a copy of a handle takes its amounts again from a
+ * slot that other holds share (the slot holds their sums: "two copies of
+ * one handle are two handles to the library"). When that uncounts the
+ * slot's last hold while amounts are left in it, the slot counts nothing
+ * and still holds something; here it keeps them until it dies, like any
+ * slot. Harnesses ask this before such a settle.
+ */
+bool
+model_settle_strands(const struct model *m, const struct model_hold *h)
+{
+	if (hold_check(h) != TALLY_OK)
+		return false;
+	for (unsigned i = 0; i < h->n; i++) {
+		const struct model_hold_part *hp = &h->part[i];
+		struct model_record *r = part_record(m, hp), w;
+		struct model_slot *sl;
+		int64_t moved[2];
+
+		if (r == NULL)
+			continue;
+		w = *r;
+		(void)catch_up(m, &w, NULL);
+		if (holds_take(&w, hp->slot, hp->amount, hp->amount, false,
+			       moved) != 1)
+			continue;
+		if ((sl = slot_find(&w, hp->slot)) != NULL && sl->count == 0)
+			return true;
+	}
+	return false;
 }

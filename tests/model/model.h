@@ -19,6 +19,18 @@
  * the library's map order). The model's clock is model->now; the caller sets
  * it with model_set_now() in step with the store's fake clock.
  *
+ * Holds (tally.h, "Admission"). Every counter keeps `used` (usage) and
+ * `held`, the sum of the live holds, kept per expiry slot exactly as
+ * src/hold.h documents the scheme (and written here from that text, not
+ * from hold.c): the grain G is ceil(hold_ttl_max / 3); a hold with deadline
+ * d = now + ttl lands in slot max(ceil(d / G), b), where b, the record's
+ * first live slot, is floor(now / G) + 1 of the latest write that found a
+ * hold live (or placed one), never decreasing; slot j is dead once
+ * now >= j * G, and every write (or sweep) first drops the dead slots and
+ * moves b, reporting them to the expiry log. Admission over several limits
+ * is all or nothing; handles are struct model_hold, the model's twin of a
+ * tally_hold, which names each record by kind, key and incarnation.
+ *
  * Range of validity. Windows are computed exactly in __int128 and clamped to
  * int64 as tally.h documents ("saturating"), for every valid period and any
  * anchor, offset and time; the calendar tables cover the years -12000 to
@@ -75,6 +87,18 @@ struct model_counter {
 	int64_t window_start;
 };
 
+/* Holds. An expiry slot of a record: its number j (it dies at j * G), how
+ * many holds it counts, and their sum per counter. A slot is kept while it
+ * counts a hold or holds an amount. */
+#define MODEL_SLOTS_MAX 8 /* hold.h's scheme needs 4: more is a model error */
+#define MODEL_EXPIRIES_MAX 256
+
+struct model_slot {
+	int64_t number;
+	uint32_t count;
+	int64_t sum[2];
+};
+
 struct model_record {
 	bool live;
 	tally_kind kind;
@@ -87,7 +111,50 @@ struct model_record {
 	bool calendar_aligned;
 	unsigned ncounters; /* budget: 1, rate limit: 2 (tokens, requests) */
 	struct model_counter c[2];
+	/* Holds: b (INT64_MIN before the first hold; saturates at INT64_MAX)
+	 * and the slots, in no particular order. */
+	int64_t hold_base;
+	unsigned nslots;
+	struct model_slot slot[MODEL_SLOTS_MAX];
 };
+
+/* One event of the expiry log: a tally_expiry with its key copied. */
+struct model_expiry {
+	char key[MODEL_KEY_MAX + 1];
+	size_t key_len;
+	tally_kind kind;
+	uint32_t holds;
+	int64_t amount[2];
+	int64_t slot_end;
+	uint64_t version;
+	uint64_t incarnation;
+};
+
+/* A hold handle: what tally_hold says, with each record named by kind, key
+ * and incarnation. `forged` stands for a tally_hold whose bytes were
+ * changed or that another store made (the library's check word refuses
+ * it); size, n and state are the tally_hold's own fields. */
+struct model_hold_part {
+	tally_kind kind;
+	uint32_t flags; /* the charge's TALLY_CHARGE_* */
+	char key[MODEL_KEY_MAX + 1];
+	size_t key_len;
+	uint64_t incarnation;
+	int64_t slot;
+	int64_t amount[2]; /* still held */
+};
+
+struct model_hold {
+	size_t size;
+	uint32_t state; /* TALLY_HOLD_* */
+	uint32_t n;
+	int64_t deadline;
+	bool forged;
+	struct model_hold_part part[TALLY_ADMIT_MAX];
+};
+
+/* A handle as TALLY_HOLD_INIT makes it (never held). */
+void model_hold_init(struct model_hold *h);
 
 struct model {
 	int64_t now;
@@ -99,10 +166,28 @@ struct model {
 	struct model_record rec[MODEL_RECORDS_MAX];
 	size_t nrolls; /* events in rolls[] since the last model_rolls_clear */
 	struct model_roll rolls[MODEL_ROLLS_MAX];
+	/* Holds: the store's hold_ttl_max and grain (model_set_hold_ttl_max),
+	 * the expiry log (cleared with the roll log) and the admission
+	 * counters of tally_stats (admitted .. shadow_would_deny; the others
+	 * stay 0). */
+	int64_t hold_ttl_max;
+	int64_t hold_grain;
+	size_t nexpiries;
+	struct model_expiry expiries[MODEL_EXPIRIES_MAX];
+	tally_stats stats;
+	/* Reports whose retry_after was past INT64_MAX - 1 ns (saturated
+	 * there): a clock far before the time the request could pass. */
+	uint64_t retry_overflows;
 };
 
+/* A store with the default hold_ttl_max (TALLY_HOLD_TTL_MAX_DEFAULT). */
 void model_init(struct model *m, int64_t now);
 void model_set_now(struct model *m, int64_t now);
+/* tally_store_options.hold_ttl_max: 0 = the default; TALLY_EINVAL when
+ * negative or above TALLY_HOLD_TTL_MAX_LIMIT (nothing changes then). Call
+ * it before the first hold. */
+int model_set_hold_ttl_max(struct model *m, int64_t ttl_max);
+/* Clears the roll log and the expiry log. */
 void model_rolls_clear(struct model *m);
 /* The live record of that kind and key, or NULL. */
 const struct model_record *model_find(const struct model *m, tally_kind kind,
@@ -152,8 +237,38 @@ int model_ratelimit_reset(struct model *m, const char *key, size_t key_len,
 int model_ratelimit_remove(struct model *m, const char *key, size_t key_len,
 			   tally_ratelimit_view *view);
 
-/* Rolls every due counter of every record (cause SWEEP), records in array
- * order. *rolled (may be NULL) receives the number of roll events. */
+/* Rolls every due counter of every record (cause SWEEP) and drops their
+ * dead hold slots, records in array order. *rolled (may be NULL) receives
+ * the number of roll events. */
 int model_sweep(struct model *m, size_t *rolled);
+
+/* Admission: tally_admit, tally_settle, tally_release and
+ * tally_settle_partial, with struct model_hold for tally_hold. A charge's
+ * key_len is TALLY_KEY_STRLEN (== MODEL_KEY_NUL) for a NUL-terminated key. */
+int model_admit(struct model *m, const tally_charge *charges, size_t n,
+		uint32_t mode, int64_t ttl_ns, struct model_hold *hold,
+		tally_decision *decision);
+int model_settle(struct model *m, struct model_hold *hold,
+		 const tally_cost *actual, size_t n, tally_decision *decision);
+int model_release(struct model *m, struct model_hold *hold,
+		  tally_decision *decision);
+int model_settle_partial(struct model *m, struct model_hold *hold,
+			 const tally_cost *amount, size_t n,
+			 tally_decision *decision);
+
+/* Queries for harnesses (they change nothing). */
+/* What counter i of r holds, and how many holds r counts, as stored. */
+int64_t model_held(const struct model_record *r, unsigned i);
+uint64_t model_holds(const struct model_record *r);
+/* Whether a write at m->now would drop a dead slot of r or move its b. */
+bool model_holds_due(const struct model *m, const struct model_record *r);
+/* What the dead slots of every record hold at m->now, summed over the
+ * counters (what writes now would add to expired_units); UINT64_MAX if
+ * that does not fit. */
+uint64_t model_units_due(const struct model *m);
+/* Whether settling (not partially) hold at m->now would leave a slot of
+ * some record that counts no hold but still holds an amount: only a
+ * second settle of a handle's copy does that (see model.c). */
+bool model_settle_strands(const struct model *m, const struct model_hold *hold);
 
 #endif /* TALLY_TEST_MODEL_H */
