@@ -148,7 +148,8 @@ args_for(struct tally__args *a, const tally_store *s, enum tally__op_code code,
 
 /* Peeks one item: TALLY_OK, TALLY_LIMITED or TALLY_ENOENT; rep filled. */
 static int
-peek(tally_store *s, struct item *it, int64_t now, tally_limit_report *rep)
+peek(tally_store *s, struct item *it, int64_t now, int64_t ttl,
+     tally_limit_report *rep)
 {
 	uint64_t buf[TALLY__SNAP_MAX / sizeof(uint64_t)];
 	struct tally__rolls notes;
@@ -170,6 +171,7 @@ peek(tally_store *s, struct item *it, int64_t now, tally_limit_report *rep)
 			continue;
 		}
 		args_for(&a, s, TALLY__OP_PEEK, now, rep);
+		a.ttl = ttl; /* > 0: the hold's placement is tested too */
 		a.amount[0] = it->amount[0];
 		a.amount[1] = it->amount[1];
 		a.shadow = it->shadow;
@@ -211,8 +213,8 @@ static void
 undo_holds(tally_store *s, struct tally__thread *t, struct item **ord,
 	   unsigned upto, int64_t now)
 {
-	for (unsigned j = upto; j-- > 0;) {
-		struct item *it = ord[j];
+	for (unsigned j = upto; j > 0; j--) {
+		struct item *it = ord[j - 1];
 		struct tally__args a;
 		int rc;
 
@@ -391,7 +393,7 @@ tally_admit(tally_store *s, const tally_charge *charges, size_t count,
 	unsigned n = (unsigned)count, refusing = 0, failed_at = 0;
 	int64_t now;
 	bool writes = mode != TALLY_ADMIT_PEEK, any_too_big = false;
-	int rc, result = TALLY_OK;
+	int rc, result = TALLY_OK, failed = TALLY_OK;
 
 	/* The store, the structs, the call's arguments, then the keys. */
 	if (s == NULL || charges == NULL || count == 0 ||
@@ -437,7 +439,7 @@ tally_admit(tally_store *s, const tally_charge *charges, size_t count,
 		tally_limit_report *rep = &d->limit[it->idx];
 
 		it->r = tally__lookup_cached(s, t, &it->probe);
-		rc = peek(s, it, now, rep);
+		rc = peek(s, it, now, ttl, rep);
 		if (rc == TALLY_ENOENT) {
 			memset(rep, 0, sizeof *rep);
 			rep->flags = TALLY_DECISION_GONE;
@@ -451,8 +453,16 @@ tally_admit(tally_store *s, const tally_charge *charges, size_t count,
 			d->mask |= 1u << it->idx;
 			any_too_big |= too_big(rep);
 			refusing++;
+		} else if (rc < 0) {
+			/* A hold that would overflow (its report shows the
+			 * state): nothing is written; a refusal, if any, is
+			 * the answer. */
+			if (failed == TALLY_OK)
+				failed = rc;
 		}
 	}
+	if (result == TALLY_OK && refusing == 0 && failed != TALLY_OK)
+		result = failed;
 	if (result == TALLY_OK && refusing != 0) {
 		result = TALLY_LIMITED;
 		for (unsigned i = 0; i < n; i++)
@@ -515,7 +525,7 @@ tally_admit(tally_store *s, const tally_charge *charges, size_t count,
 				if (i == failed_at)
 					continue;
 				memset(&rep, 0, sizeof rep);
-				rc = peek(s, it, now, &rep);
+				rc = peek(s, it, now, 0, &rep);
 				if (rc == TALLY_LIMITED)
 					d->mask |= 1u << it->idx;
 				else if (rc == TALLY_ENOENT)

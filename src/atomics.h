@@ -28,6 +28,8 @@
 
 #include <ck_pr.h>
 
+#include "base.h"
+
 /*
  * A hint that this thread will soon write the line at p: fetch it in the
  * exclusive state now (PREFETCHW), not shared now and exclusive again at
@@ -118,7 +120,8 @@ tally__stat_load(const uint64_t *p)
 	return __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED);
 }
 
-static inline void
+/* Counters wrap modulo 2^64 (unit sums may, in principle). */
+TALLY__WRAPS static inline void
 tally__stat_add(uint64_t *p, uint64_t v)
 {
 	/* Owner-written only: a load and a store, not an RMW. */
@@ -213,7 +216,8 @@ tally__stat_load(const uint64_t *p)
 	return ck_pr_load_64(p);
 }
 
-static inline void
+/* Counters wrap modulo 2^64 (unit sums may, in principle). */
+TALLY__WRAPS static inline void
 tally__stat_add(uint64_t *p, uint64_t v)
 {
 	ck_pr_store_64(p, ck_pr_load_64(p) + v);

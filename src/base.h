@@ -60,6 +60,14 @@
 #define TALLY__HOT static inline __attribute__((always_inline))
 #endif
 
+/* A function whose unsigned arithmetic wraps modulo 2^64 on purpose: the
+ * fuzz build's unsigned-overflow check does not flag it. */
+#if !defined(TALLY__WRAPS) && defined(__clang__)
+#define TALLY__WRAPS __attribute__((no_sanitize("unsigned-integer-overflow")))
+#elif !defined(TALLY__WRAPS)
+#define TALLY__WRAPS
+#endif
+
 #define TALLY__LIKELY(x) __builtin_expect(!!(x), 1)
 #define TALLY__UNLIKELY(x) __builtin_expect(!!(x), 0)
 

@@ -175,6 +175,26 @@ report(const struct tally__budget_snap *next, const struct tally__args *a,
 	a->report->flags = a->report->c[0].flags;
 }
 
+/* A peek that stands for a hold (a->ttl > 0: admission's read-only pass)
+ * also answers whether the hold would fit its slot's sums: TALLY_OK or
+ * TALLY_EOVERFLOW, tested on a copy (s is what the report shows). */
+static int
+peek_place(const struct tally__budget_snap *s, struct tally__args *a)
+{
+	struct tally__budget_snap copy;
+	struct tally__hs h;
+	int64_t slot = a->slot;
+	int rc;
+
+	if (a->ttl <= 0)
+		return TALLY_OK;
+	copy = *s;
+	h = hs_of(&copy);
+	rc = tally__holds_place(&h, a, a->amount);
+	a->slot = slot;
+	return rc;
+}
+
 /* Settle and partial charge: take the hold out of its slot and charge the
  * actual amount to the current window. */
 static int
@@ -271,7 +291,7 @@ tally__budget_step(const void *old_snap, void *next_snap, struct tally__args *a,
 			if (a->shadow && a->op == TALLY__OP_PEEK) {
 				report(next, a,
 				       TALLY_DECISION_SHADOW_WOULD_DENY, 0);
-				return TALLY_OK;
+				return peek_place(next, a);
 			}
 			report(next, a, TALLY_DECISION_DENIED, 0);
 			return TALLY_LIMITED;
@@ -279,7 +299,7 @@ tally__budget_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		if (a->op == TALLY__OP_PEEK) {
 			tally__notes_clear(rolls);
 			report(next, a, 0, 0);
-			return TALLY_OK;
+			return peek_place(next, a);
 		}
 		next->usage += amount;
 		*install = changed || amount != 0;
@@ -346,6 +366,9 @@ tally__budget_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		return TALLY_OK;
 
 	case TALLY__OP_UPSERT:
+		/* A write: the dead hold slots go (and are reported). */
+		if (next->hold_due != INT64_MAX)
+			(void)tally__holds_expire(&h, a, rolls);
 		apply_config(next, a->config);
 		/* Keep usage, holds and window_start; re-derive the end under
 		 * the new lattice so the invariant holds. */

@@ -16,10 +16,10 @@
 
 __extension__ typedef unsigned __int128 u128;
 
-/* The mixing multiplies wrap modulo 2^64 on purpose. */
-#if defined(__clang__)
+/* The mixing multiplies wrap modulo 2^64 on purpose (as base.h's). */
+#if !defined(TALLY__WRAPS) && defined(__clang__)
 #define TALLY__WRAPS __attribute__((no_sanitize("unsigned-integer-overflow")))
-#else
+#elif !defined(TALLY__WRAPS)
 #define TALLY__WRAPS
 #endif
 

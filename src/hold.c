@@ -14,11 +14,21 @@ tally__holds_any(const struct tally__hs *h)
 
 /* hi - lo for slot numbers hi >= lo, exact even where the int64 difference
  * would overflow (slot numbers span all of int64 with a 1 ns grain). */
-static uint64_t
+TALLY__WRAPS static uint64_t
 slots_apart(int64_t lo, int64_t hi)
 {
 	TALLY_ASSERT(hi >= lo);
 	return (uint64_t)hi - (uint64_t)lo;
+}
+
+/* floor(now / g) + 1: the first slot not dead at now (INT64_MAX when even
+ * slot INT64_MAX is: no live slot ends there, see place). */
+static int64_t
+first_alive_at(int64_t now, int64_t g)
+{
+	int64_t q = tally__floor_div(now, g);
+
+	return q == INT64_MAX ? INT64_MAX : q + 1;
 }
 
 /* b, the first live slot number; only while a hold is live. */
@@ -46,7 +56,7 @@ tally__holds_expire(const struct tally__hs *h, struct tally__args *a,
 	if (*h->due == INT64_MAX || !tally__is_due(a, *h->due))
 		return false;
 	b = first_live(h, g);
-	nb = tally__floor_div(a->now, g) + 1;
+	nb = first_alive_at(a->now, g);
 	if (nb <= b)
 		return false; /* only under saturation */
 	end = slots_apart(b, nb) < TALLY__HOLD_SLOTS ? nb
@@ -95,7 +105,7 @@ tally__holds_place(const struct tally__hs *h, struct tally__args *a,
 	s = tally__ceil_div(d, g);
 	if (*h->due == INT64_MAX) {
 		/* The first hold since none was live: b never moves back. */
-		b = tally__floor_div(a->now, g) + 1;
+		b = first_alive_at(a->now, g);
 		if (b < *h->idle_base)
 			b = *h->idle_base;
 	} else {
@@ -163,6 +173,16 @@ tally__holds_take(const struct tally__hs *h, struct tally__args *a)
 	}
 	if (!partial) {
 		h->count[ix]--;
+		if (h->count[ix] == 0) {
+			/* No hold left in the slot: nothing may stay held
+			 * there (a settled copy of a handle took another
+			 * hold's amount; that hold now finds its slot short
+			 * and changes nothing, but held cannot leak). */
+			for (unsigned c = 0; c < h->nc; c++) {
+				*h->total[c] -= h->slot[c][ix];
+				h->slot[c][ix] = 0;
+			}
+		}
 		if (counts_zero(h)) {
 			*h->due = INT64_MAX;
 			*h->idle_base = b;
@@ -226,7 +246,10 @@ tally__retry_after(const struct tally__hs *h, unsigned c, int64_t grain,
 			 held_at(h, c, grain, t)))
 			best = t;
 	}
-	return best == TALLY_RETRY_NEVER ? best : best - now;
+	if (best == TALLY_RETRY_NEVER)
+		return best;
+	/* A clock near INT64_MIN: the distance saturates below NEVER. */
+	return __builtin_sub_overflow(best, now, &best) ? INT64_MAX - 1 : best;
 }
 
 void

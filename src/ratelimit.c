@@ -242,6 +242,24 @@ mask_flags(unsigned flags[2], unsigned mask, unsigned flag)
 		flags[i] = (mask & tally__rl_bit(i)) != 0 ? flag : 0;
 }
 
+/* A peek that stands for a hold also tests its placement (budget.c). */
+static int
+peek_place(const struct tally__rl_snap *s, struct tally__args *a)
+{
+	struct tally__rl_snap copy;
+	struct tally__hs h;
+	int64_t slot = a->slot;
+	int rc;
+
+	if (a->ttl <= 0)
+		return TALLY_OK;
+	copy = *s;
+	h = hs_of(&copy);
+	rc = tally__holds_place(&h, a, a->amount);
+	a->slot = slot;
+	return rc;
+}
+
 /* Settle and partial charge (see budget.c). */
 static int
 settle(struct tally__rl_snap *next, struct tally__args *a,
@@ -342,7 +360,7 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		if (a->op == TALLY__OP_PEEK) {
 			tally__notes_clear(rolls);
 			report(next, a, flags, NULL);
-			return TALLY_OK;
+			return peek_place(next, a);
 		}
 		if (a->op == TALLY__OP_HOLD) {
 			rc = tally__holds_place(&h, a, a->amount);
@@ -406,6 +424,9 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		return TALLY_OK;
 
 	case TALLY__OP_UPSERT:
+		/* A write: the dead hold slots go (and are reported). */
+		if (next->hold_due != INT64_MAX)
+			(void)tally__holds_expire(&h, a, rolls);
 		apply_config(next, a->config);
 		for (unsigned i = 0; i < 2; i++) {
 			struct tally__counter *c = &next->c[i];
