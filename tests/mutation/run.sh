@@ -24,7 +24,6 @@ all=(
 	read_outside_cas:plain    # the successor computed from a stale snapshot
 	stale_get:plain           # get serves an old copy
 	reset_ignores_version:plain
-	wrapping_limit:plain      # usage + amount wraps in the limit test
 	stale_lcache:plain        # a remove leaves the lookup caches as they are
 	version_reuse:plain       # a re-created key starts at its old versions
 	iter_skips:plain          # a chunk cut short skips a record
