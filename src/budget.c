@@ -176,23 +176,14 @@ report(const struct tally__budget_snap *next, const struct tally__args *a,
 }
 
 /* A peek that stands for a hold (a->ttl > 0: admission's read-only pass)
- * also answers whether the hold would fit its slot's sums: TALLY_OK or
- * TALLY_EOVERFLOW, tested on a copy (s is what the report shows). */
+ * also answers whether the hold would fit its slot: TALLY_OK or
+ * TALLY_EOVERFLOW. */
 static int
-peek_place(const struct tally__budget_snap *s, struct tally__args *a)
+peek_fit(struct tally__budget_snap *s, const struct tally__args *a)
 {
-	struct tally__budget_snap copy;
-	struct tally__hs h;
-	int64_t slot = a->slot;
-	int rc;
+	struct tally__hs h = hs_of(s);
 
-	if (a->ttl <= 0)
-		return TALLY_OK;
-	copy = *s;
-	h = hs_of(&copy);
-	rc = tally__holds_place(&h, a, a->amount);
-	a->slot = slot;
-	return rc;
+	return a->ttl > 0 ? tally__holds_fit(&h, a, a->amount) : TALLY_OK;
 }
 
 /* Settle and partial charge: take the hold out of its slot and charge the
@@ -291,7 +282,7 @@ tally__budget_step(const void *old_snap, void *next_snap, struct tally__args *a,
 			if (a->shadow && a->op == TALLY__OP_PEEK) {
 				report(next, a,
 				       TALLY_DECISION_SHADOW_WOULD_DENY, 0);
-				return peek_place(next, a);
+				return peek_fit(next, a);
 			}
 			report(next, a, TALLY_DECISION_DENIED, 0);
 			return TALLY_LIMITED;
@@ -299,7 +290,7 @@ tally__budget_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		if (a->op == TALLY__OP_PEEK) {
 			tally__notes_clear(rolls);
 			report(next, a, 0, 0);
-			return peek_place(next, a);
+			return peek_fit(next, a);
 		}
 		next->usage += amount;
 		*install = changed || amount != 0;

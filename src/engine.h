@@ -80,9 +80,26 @@ tally__view_out(const struct tally__kind *k, const void *snap,
 		tally__view_out_old(k, snap, incarnation, view);
 }
 
-/* Runs a transition: the quick path, then the kind's step; if a coarse
- * clock reading could not decide whether a window is due, reads the exact
- * clock and runs the step again. */
+/* The kind's step; if a coarse clock reading could not decide whether a
+ * window is due, reads the exact clock and runs the step again. */
+static inline int
+tally__step_full(tally_store *s, const struct tally__kind *k, const void *old,
+		 void *next, struct tally__args *a, struct tally__rolls *rolls,
+		 bool *install)
+{
+	int rc = k->step(old, next, a, rolls, install);
+
+	if (rc == TALLY__NEED_CLOCK) {
+		a->now = tally__now(s);
+		a->now_coarse = false;
+		a->need_exact = false;
+		tally__notes_clear(rolls);
+		rc = k->step(old, next, a, rolls, install);
+	}
+	return rc;
+}
+
+/* Runs a transition: the quick path, then the full step. */
 TALLY__HOT int
 tally__step(tally_store *s, const struct tally__kind *k, tally__quick_fn *quick,
 	    const void *old, void *next, struct tally__args *a,
@@ -92,15 +109,7 @@ tally__step(tally_store *s, const struct tally__kind *k, tally__quick_fn *quick,
 
 	if (rc != TALLY__QUICK_NO)
 		return rc;
-	rc = k->step(old, next, a, rolls, install);
-	if (rc == TALLY__NEED_CLOCK) {
-		a->now = tally__now(s);
-		a->now_coarse = false;
-		a->need_exact = false;
-		tally__notes_clear(rolls);
-		rc = k->step(old, next, a, rolls, install);
-	}
-	return rc;
+	return tally__step_full(s, k, old, next, a, rolls, install);
 }
 
 /*
@@ -334,8 +343,8 @@ tally__read_inline(struct tally__op *op, enum tally__op_code code,
 			break;
 		}
 		tally__notes_clear(&rolls);
-		rc = tally__step(s, k, quick, old, buf, &op->args, &rolls,
-				 &install);
+		rc = tally__step_full(s, k, old, buf, &op->args, &rolls,
+				      &install);
 		TALLY_ASSERT(!install);
 		if (rc >= 0)
 			tally__view_out(k, buf, r->incarnation, op->view);

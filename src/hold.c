@@ -93,9 +93,12 @@ tally__holds_expire(const struct tally__hs *h, struct tally__args *a,
 	return true;
 }
 
-int
-tally__holds_place(const struct tally__hs *h, struct tally__args *a,
-		   const int64_t *amount)
+/* Where a hold would go (its slot s, the base b, the ring index ix) and
+ * whether it fits there: TALLY_OK, TALLY_EOVERFLOW or TALLY_EINVAL. Reads
+ * only. */
+static int
+place_check(const struct tally__hs *h, const struct tally__args *a,
+	    const int64_t *amount, int64_t *sp, int64_t *bp, unsigned *ixp)
 {
 	int64_t g = a->grain, d, s, b;
 	unsigned ix;
@@ -126,6 +129,32 @@ tally__holds_place(const struct tally__hs *h, struct tally__args *a,
 	for (unsigned c = 0; c < h->nc; c++)
 		if (amount[c] > INT64_MAX - *h->total[c])
 			return TALLY_EOVERFLOW;
+	*sp = s;
+	*bp = b;
+	*ixp = ix;
+	return TALLY_OK;
+}
+
+int
+tally__holds_fit(const struct tally__hs *h, const struct tally__args *a,
+		 const int64_t *amount)
+{
+	int64_t s, b;
+	unsigned ix;
+
+	return place_check(h, a, amount, &s, &b, &ix);
+}
+
+int
+tally__holds_place(const struct tally__hs *h, struct tally__args *a,
+		   const int64_t *amount)
+{
+	int64_t s, b;
+	unsigned ix;
+	int rc;
+
+	if ((rc = place_check(h, a, amount, &s, &b, &ix)) != TALLY_OK)
+		return rc;
 	if (*h->due == INT64_MAX)
 		memset(h->count, 0, TALLY__HOLD_SLOTS * sizeof *h->count);
 	h->count[ix]++;
@@ -134,7 +163,7 @@ tally__holds_place(const struct tally__hs *h, struct tally__args *a,
 		*h->total[c] += amount[c];
 	}
 	if (*h->due == INT64_MAX)
-		*h->due = b * g;
+		*h->due = b * a->grain;
 	a->slot = s;
 	return TALLY_OK;
 }

@@ -105,6 +105,11 @@ bool tally__holds_any(const struct tally__hs *h);
 int tally__holds_place(const struct tally__hs *h, struct tally__args *a,
 		       const int64_t *amount);
 
+/* Whether tally__holds_place would succeed (its result), changing
+ * nothing: admission's read-only pass tests a hold with it. */
+int tally__holds_fit(const struct tally__hs *h, const struct tally__args *a,
+		     const int64_t *amount);
+
 /*
  * Takes what the hold of slot a->slot still holds (a->held_amount[c])
  * out of its slot; with a->op TALLY__OP_PARTIAL only up to a->actual[c]

@@ -242,22 +242,15 @@ mask_flags(unsigned flags[2], unsigned mask, unsigned flag)
 		flags[i] = (mask & tally__rl_bit(i)) != 0 ? flag : 0;
 }
 
-/* A peek that stands for a hold also tests its placement (budget.c). */
+/* A peek that stands for a hold (a->ttl > 0: admission's read-only pass)
+ * also answers whether the hold would fit its slot: TALLY_OK or
+ * TALLY_EOVERFLOW. */
 static int
-peek_place(const struct tally__rl_snap *s, struct tally__args *a)
+peek_fit(struct tally__rl_snap *s, const struct tally__args *a)
 {
-	struct tally__rl_snap copy;
-	struct tally__hs h;
-	int64_t slot = a->slot;
-	int rc;
+	struct tally__hs h = hs_of(s);
 
-	if (a->ttl <= 0)
-		return TALLY_OK;
-	copy = *s;
-	h = hs_of(&copy);
-	rc = tally__holds_place(&h, a, a->amount);
-	a->slot = slot;
-	return rc;
+	return a->ttl > 0 ? tally__holds_fit(&h, a, a->amount) : TALLY_OK;
 }
 
 /* Settle and partial charge (see budget.c). */
@@ -360,7 +353,7 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		if (a->op == TALLY__OP_PEEK) {
 			tally__notes_clear(rolls);
 			report(next, a, flags, NULL);
-			return peek_place(next, a);
+			return peek_fit(next, a);
 		}
 		if (a->op == TALLY__OP_HOLD) {
 			rc = tally__holds_place(&h, a, a->amount);
