@@ -28,6 +28,7 @@ all=(
 	version_reuse:plain       # a re-created key starts at its old versions
 	iter_skips:plain          # a chunk cut short skips a record
 	sweep_one_section:plain   # a sweep walks the store in one section
+	wrapping_limit:plain      # usage + held + amount wraps in the limit test
 	held_ignored:plain        # the quick try_consume ignores the holds
 	dead_slot_taken:plain     # a hold whose slot died is taken from another
 	refusal_keeps_holds:plain # a refused admission keeps its holds
