@@ -2317,7 +2317,13 @@ test_pending_bounded(void **state)
 			      "at %" PRIu64 " (bound %" PRIu64 ")\n",
 			      PAIR_RUNS, quietest,
 			      (uint64_t)PENDING_BOUND_QUIET);
+#if !defined(TALLY_SCHED_NOISE)
+		/* The noise build yields at random atomics, inside sections
+		 * too: exactly the preemption this bound assumes away (0.2.0
+		 * peaks at 2,000-3,000 there as well). The pair bound above
+		 * still holds in it. */
 		assert_true(quietest <= PENDING_BOUND_QUIET);
+#endif
 	}
 }
 
