@@ -2224,16 +2224,105 @@ test_thread_churn(void **state)
 #define PENDING_BOUND_PAIR (64 * TALLY__PENDING_HIGH)
 
 /*
- * And without a preemption inside a section, pending stays within one
- * batch of PENDING_HIGH, where a thread starts waiting for grace periods:
- * PENDING_BOUND_QUIET. A run of 2 x 10^5 writes (about 20 ms) is rarely
- * preempted that way even on a loaded machine, so of PAIR_RUNS such runs
- * the quietest must stay within it: a wait that failed to free anything,
- * or a grace period that needed more than a few polls, would push every
- * run above it.
+ * And with the other writer outside the library, nothing holds a grace
+ * period back: two writers that take turns (a burst each, the other parked
+ * on a condition variable outside any section) keep pending within what
+ * each leaves behind alone: a full batch plus the overflowing snapshot, for
+ * each of the two. A wait that failed to free anything, or a grace period
+ * that needed the other thread to poll, would push it above. Deterministic:
+ * who is inside a section at any time is fixed by the turns, not by the
+ * scheduler. (Two writers running at once are bounded by PENDING_BOUND_PAIR
+ * only: how far pending goes there depends on preemptions inside sections.)
  */
-#define PENDING_BOUND_QUIET (TALLY__PENDING_HIGH + TALLY__BATCH_CAP)
-#define PAIR_RUNS 8
+#define PENDING_BOUND_TURNS (2 * (TALLY__BATCH_CAP + 1))
+#define TURN_ROUNDS 200
+#define TURN_BURST 1000
+
+struct turns {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int turn;
+};
+
+struct turn_worker {
+	struct turns *t;
+	struct fixture *f;
+	int me;
+	long ok;
+	int bad_rc;
+};
+
+static void *
+turn_main(void *arg)
+{
+	struct turn_worker *w = arg;
+
+	for (int r = 0; r < TURN_ROUNDS; r++) {
+		pthread_mutex_lock(&w->t->lock);
+		while (w->t->turn != w->me)
+			pthread_cond_wait(&w->t->cond, &w->t->lock);
+		pthread_mutex_unlock(&w->t->lock);
+		for (int i = 0; i < TURN_BURST; i++) {
+			int rc = tally_budget_bump(w->f->store, bkey(0), 1,
+						   NULL);
+			if (rc == TALLY_OK)
+				w->ok++;
+			else
+				w->bad_rc = rc;
+		}
+		pthread_mutex_lock(&w->t->lock);
+		w->t->turn = 1 - w->me;
+		pthread_cond_broadcast(&w->t->cond);
+		pthread_mutex_unlock(&w->t->lock);
+	}
+	return w;
+}
+
+static void
+test_pending_bounded_in_turns(void **state)
+{
+	struct fixture f;
+	tally_budget_config cfg = budget_cfg(INT64_MAX, "none", false, 0);
+	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
+	struct turns t = {.turn = 0};
+	struct turn_worker w[2];
+	pthread_t th[2];
+	tally_stats st = TALLY_STATS_INIT;
+	(void)state;
+
+	fixture_init(&f, T(2026, 4, 4, 4, 4, 4), 0);
+	make_budget(&f, 0, &cfg);
+	assert_int_equal(pthread_mutex_init(&t.lock, NULL), 0);
+	assert_int_equal(pthread_cond_init(&t.cond, NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct turn_worker){.t = &t, .f = &f, .me = i};
+		assert_int_equal(pthread_create(&th[i], NULL, turn_main, &w[i]),
+				 0);
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	pthread_cond_destroy(&t.cond);
+	pthread_mutex_destroy(&t.lock);
+
+	st = stats_of(&f);
+	print_message("pending, 2 threads in turns: %" PRIu64
+		      " retired, %" PRIu64 " freed, peak %" PRIu64
+		      " (bound %d), %" PRIu64 " CAS retries\n",
+		      st.retired, st.freed, st.peak_pending,
+		      PENDING_BOUND_TURNS, st.cas_retries);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(w[i].bad_rc, 0);
+		assert_int_equal(w[i].ok, (long)TURN_ROUNDS * TURN_BURST);
+	}
+	assert_int_equal(tally_budget_get(f.store, bkey(0), &v), TALLY_OK);
+	assert_int_equal(v.usage, 2 * (int64_t)TURN_ROUNDS * TURN_BURST);
+	/* Turns never overlap, so no CAS can lose. */
+	assert_int_equal(st.cas_retries, 0);
+	assert_int_equal(st.retired, st.writes);
+	assert_true(st.peak_pending <= PENDING_BOUND_TURNS);
+	assert_true(st.freed + PENDING_BOUND_TURNS >= st.retired);
+	fixture_finish(&f);
+}
 
 /* `threads` workers bump one key n times each on a fresh store; then the
  * main thread writes 2 batches' worth and *drained gets what is pending. */
@@ -2303,28 +2392,6 @@ test_pending_bounded(void **state)
 	st = pending_run(2, n, &drained);
 	assert_true(st.peak_pending <= PENDING_BOUND_PAIR);
 	assert_true(drained <= PENDING_BOUND_DRAINED);
-
-	{
-		uint64_t quietest = UINT64_MAX;
-
-		for (int i = 0; i < PAIR_RUNS; i++) {
-			st = pending_run(2, scaled(100000), &drained);
-			assert_true(st.peak_pending <= PENDING_BOUND_PAIR);
-			if (st.peak_pending < quietest)
-				quietest = st.peak_pending;
-		}
-		print_message("pending, 2 threads: quietest of %d runs peaked "
-			      "at %" PRIu64 " (bound %" PRIu64 ")\n",
-			      PAIR_RUNS, quietest,
-			      (uint64_t)PENDING_BOUND_QUIET);
-#if !defined(TALLY_SCHED_NOISE)
-		/* The noise build yields at random atomics, inside sections
-		 * too: exactly the preemption this bound assumes away (0.2.0
-		 * peaks at 2,000-3,000 there as well). The pair bound above
-		 * still holds in it. */
-		assert_true(quietest <= PENDING_BOUND_QUIET);
-#endif
-	}
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2374,6 +2441,7 @@ main(void)
 		cmocka_unit_test(test_conservation_stress_coarse_clock),
 		cmocka_unit_test(test_thread_churn),
 		cmocka_unit_test(test_pending_bounded),
+		cmocka_unit_test(test_pending_bounded_in_turns),
 	};
 
 	stress_setup();
