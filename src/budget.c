@@ -186,6 +186,23 @@ peek_fit(struct tally__budget_snap *s, const struct tally__args *a)
 	return a->ttl > 0 ? tally__holds_fit(&h, a, a->amount) : TALLY_OK;
 }
 
+int
+tally__budget_fits(const void *old_snap, const struct tally__args *a)
+{
+	/* Read only: hs_of's pointers are only read by the fit test. */
+	struct tally__budget_snap *s = (struct tally__budget_snap *)old_snap;
+	int64_t due = s->window_end < s->hold_due ? s->window_end : s->hold_due;
+
+	TALLY_ASSERT(a->op == TALLY__OP_PEEK && a->report == NULL);
+	if (!tally__surely_not_due(a, due))
+		return TALLY__QUICK_NO;
+	/* Not due: the step's catch-up changes nothing, so its copy is s. */
+	if (!a->shadow &&
+	    a->amount[0] > tally__room(s->max_limit, s->usage, s->held))
+		return TALLY_LIMITED;
+	return peek_fit(s, a);
+}
+
 /* Settle and partial charge: take the hold out of its slot and charge the
  * actual amount to the current window. */
 static int

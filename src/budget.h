@@ -88,6 +88,7 @@ void tally__budget_view(const void *snap, uint64_t incarnation, void *view);
 bool tally__budget_due(const void *snap, int64_t now);
 void tally__budget_report(const void *snap, const struct tally__args *a,
 			  tally_limit_report *rep);
+int tally__budget_fits(const void *old, const struct tally__args *a);
 
 /* The kind's row (kinds.c lists it). Defined here, not in budget.c, so
  * that the hot paths (api.c) see its sizes and id as constants. */
@@ -106,6 +107,7 @@ static const struct tally__kind tally__kind_budget = {
 	.view = tally__budget_view,
 	.due = tally__budget_due,
 	.report = tally__budget_report,
+	.fits = tally__budget_fits,
 };
 
 #endif /* TALLY_BUDGET_H */

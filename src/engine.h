@@ -54,7 +54,7 @@ tally__op_init(struct tally__op *op, tally_store *store, const char *key,
 	op->key = key;
 	op->key_len = key_len;
 	op->kind = kind;
-	tally__args_init(&op->args, code, 0, store->hold_grain);
+	tally__args_init(&op->args, code, 0, &store->hold_grain);
 	op->view = view;
 }
 

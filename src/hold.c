@@ -6,6 +6,23 @@
 
 #include "hold.h"
 
+void
+tally__grain_init(struct tally__grain *gr, int64_t g)
+{
+	__extension__ typedef unsigned __int128 u128;
+	unsigned l = 0;
+
+	TALLY_ASSERT(g > 0);
+	while (l < 63 && ((uint64_t)1 << l) < (uint64_t)g)
+		l++;
+	gr->g = g;
+	gr->shift = 63 + l;
+	/* ceil(2^shift / g) < 2^64 since 2^l < 2g. */
+	gr->magic =
+		(uint64_t)((((u128)1 << gr->shift) + (u128)g - 1) / (u128)g);
+	gr->slot_max = (INT64_MAX - 1) / g - TALLY__HOLD_SLOTS;
+}
+
 bool
 tally__holds_any(const struct tally__hs *h)
 {
@@ -24,18 +41,18 @@ slots_apart(int64_t lo, int64_t hi)
 /* floor(now / g) + 1: the first slot not dead at now (INT64_MAX when even
  * slot INT64_MAX is: no live slot ends there, see place). */
 static int64_t
-first_alive_at(int64_t now, int64_t g)
+first_alive_at(int64_t now, const struct tally__grain *g)
 {
-	int64_t q = tally__floor_div(now, g);
+	int64_t q = tally__grain_floor(g, now);
 
 	return q == INT64_MAX ? INT64_MAX : q + 1;
 }
 
 /* b, the first live slot number; only while a hold is live. */
 static int64_t
-first_live(const struct tally__hs *h, int64_t grain)
+first_live(const struct tally__hs *h, const struct tally__grain *g)
 {
-	return *h->due / grain;
+	return tally__grain_floor(g, *h->due); /* due is b * G exactly */
 }
 
 static bool
@@ -51,7 +68,8 @@ bool
 tally__holds_expire(const struct tally__hs *h, struct tally__args *a,
 		    struct tally__rolls *rolls)
 {
-	int64_t g = a->grain, b, nb, end;
+	const struct tally__grain *g = a->grain;
+	int64_t b, nb, end;
 
 	if (*h->due == INT64_MAX || !tally__is_due(a, *h->due))
 		return false;
@@ -74,7 +92,7 @@ tally__holds_expire(const struct tally__hs *h, struct tally__args *a,
 			e->holds += n;
 			for (unsigned c = 0; c < h->nc; c++)
 				e->amount[c] += h->slot[c][ix];
-			e->slot_end = j * g;
+			e->slot_end = j * g->g;
 		}
 		h->count[ix] = 0;
 		for (unsigned c = 0; c < h->nc; c++) {
@@ -88,7 +106,7 @@ tally__holds_expire(const struct tally__hs *h, struct tally__args *a,
 		*h->due = INT64_MAX;
 		*h->idle_base = nb;
 	} else {
-		*h->due = nb * g;
+		*h->due = nb * g->g;
 	}
 	return true;
 }
@@ -100,12 +118,13 @@ static int
 place_check(const struct tally__hs *h, const struct tally__args *a,
 	    const int64_t *amount, int64_t *sp, int64_t *bp, unsigned *ixp)
 {
-	int64_t g = a->grain, d, s, b;
+	const struct tally__grain *g = a->grain;
+	int64_t d, s, b;
 	unsigned ix;
 
 	if (__builtin_add_overflow(a->now, a->ttl, &d))
 		return TALLY_EOVERFLOW;
-	s = tally__ceil_div(d, g);
+	s = tally__grain_ceil(g, d);
 	if (*h->due == INT64_MAX) {
 		/* The first hold since none was live: b never moves back. */
 		b = first_alive_at(a->now, g);
@@ -117,7 +136,7 @@ place_check(const struct tally__hs *h, const struct tally__args *a,
 	if (s < b)
 		s = b; /* a clock behind the record's: never before b */
 	/* The slot's end must be a time (not the INT64_MAX sentinel). */
-	if (s > (INT64_MAX - 1) / g - TALLY__HOLD_SLOTS)
+	if (s > g->slot_max)
 		return TALLY_EOVERFLOW;
 	/* ttl <= (K - 1) * g puts s at most at b + K - 1 (hold.h). */
 	TALLY_ASSERT(slots_apart(b, s) < TALLY__HOLD_SLOTS);
@@ -163,7 +182,7 @@ tally__holds_place(const struct tally__hs *h, struct tally__args *a,
 		*h->total[c] += amount[c];
 	}
 	if (*h->due == INT64_MAX)
-		*h->due = b * a->grain;
+		*h->due = b * a->grain->g;
 	a->slot = s;
 	return TALLY_OK;
 }
@@ -229,23 +248,24 @@ fits(int64_t amount, int64_t max, int64_t used, int64_t held)
 
 /* What counter c of h holds at time t: the slots whose end is after t. */
 static int64_t
-held_at(const struct tally__hs *h, unsigned c, int64_t grain, int64_t t)
+held_at(const struct tally__hs *h, unsigned c, const struct tally__grain *g,
+	int64_t t)
 {
 	int64_t b, left = 0;
 
 	if (*h->due == INT64_MAX)
 		return 0;
-	b = first_live(h, grain);
+	b = first_live(h, g);
 	for (int64_t j = b; j < b + TALLY__HOLD_SLOTS; j++)
-		if (j * grain > t)
+		if (j * g->g > t)
 			left += h->slot[c][tally__hold_index(j)];
 	return left;
 }
 
 int64_t
-tally__retry_after(const struct tally__hs *h, unsigned c, int64_t grain,
-		   int64_t now, int64_t amount, int64_t max, int64_t used,
-		   int64_t window_end)
+tally__retry_after(const struct tally__hs *h, unsigned c,
+		   const struct tally__grain *g, int64_t now, int64_t amount,
+		   int64_t max, int64_t used, int64_t window_end)
 {
 	int64_t cand[TALLY__HOLD_SLOTS + 1], best = TALLY_RETRY_NEVER;
 	unsigned n = 0;
@@ -261,10 +281,10 @@ tally__retry_after(const struct tally__hs *h, unsigned c, int64_t grain,
 	if (window_end != INT64_MAX)
 		cand[n++] = window_end;
 	if (*h->due != INT64_MAX) {
-		int64_t b = first_live(h, grain);
+		int64_t b = first_live(h, g);
 
 		for (int64_t j = b; j < b + TALLY__HOLD_SLOTS; j++)
-			cand[n++] = j * grain;
+			cand[n++] = j * g->g;
 	}
 	for (unsigned i = 0; i < n; i++) {
 		int64_t t = cand[i];
@@ -272,7 +292,7 @@ tally__retry_after(const struct tally__hs *h, unsigned c, int64_t grain,
 		if (t <= now || t >= best)
 			continue;
 		if (fits(amount, max, t >= window_end ? 0 : used,
-			 held_at(h, c, grain, t)))
+			 held_at(h, c, g, t)))
 			best = t;
 	}
 	if (best == TALLY_RETRY_NEVER)

@@ -89,6 +89,38 @@ tally__hold_grain(int64_t ttl_max)
 	return tally__ceil_div(ttl_max, TALLY__HOLD_SLOTS - 1);
 }
 
+/* Fills gr for the grain g > 0 (snap.h): once per store. */
+void tally__grain_init(struct tally__grain *gr, int64_t g);
+
+/* floor(n / G) for 0 <= n (n < 2^63): a multiply and a shift. */
+static inline int64_t
+tally__grain_div_nonneg(const struct tally__grain *gr, uint64_t n)
+{
+	__extension__ typedef unsigned __int128 u128;
+
+	return (int64_t)(((u128)n * gr->magic) >> gr->shift);
+}
+
+/* floor(n / G) and ceil(n / G), any n, exact (test_hold checks them
+ * against division). For n < 0, floor(n / G) = -1 - floor((-n - 1) / G),
+ * where -n - 1 = ~n cannot overflow. */
+static inline int64_t
+tally__grain_floor(const struct tally__grain *gr, int64_t n)
+{
+	if (n >= 0)
+		return tally__grain_div_nonneg(gr, (uint64_t)n);
+	return -1 - tally__grain_div_nonneg(gr, ~(uint64_t)n);
+}
+
+static inline int64_t
+tally__grain_ceil(const struct tally__grain *gr, int64_t n)
+{
+	int64_t q = tally__grain_floor(gr, n);
+
+	/* |q * G| <= |n|: no overflow. */
+	return q * gr->g == n ? q : q + 1;
+}
+
 /* Drops the slots dead at a->now (a coarse reading that cannot decide
  * sets a->need_exact, as for windows); adds their sums to rolls->exp
  * (rolls may be NULL). Returns whether anything changed. */
@@ -127,9 +159,10 @@ int tally__holds_take(const struct tally__hs *h, struct tally__args *a);
  * h holds what its live slots hold until each slot dies: 0 if it fits
  * at now, TALLY_RETRY_NEVER if it never does.
  */
-int64_t tally__retry_after(const struct tally__hs *h, unsigned c, int64_t grain,
-			   int64_t now, int64_t amount, int64_t max,
-			   int64_t used, int64_t window_end);
+int64_t tally__retry_after(const struct tally__hs *h, unsigned c,
+			   const struct tally__grain *grain, int64_t now,
+			   int64_t amount, int64_t max, int64_t used,
+			   int64_t window_end);
 
 /*
  * Fills a counter report for the counter c of a record (next, after the

@@ -253,6 +253,25 @@ peek_fit(struct tally__rl_snap *s, const struct tally__args *a)
 	return a->ttl > 0 ? tally__holds_fit(&h, a, a->amount) : TALLY_OK;
 }
 
+int
+tally__rl_fits(const void *old_snap, const struct tally__args *a)
+{
+	/* Read only, as tally__budget_fits. */
+	struct tally__rl_snap *s = (struct tally__rl_snap *)old_snap;
+	int64_t due = s->c[0].window_end < s->c[1].window_end
+			      ? s->c[0].window_end
+			      : s->c[1].window_end;
+
+	TALLY_ASSERT(a->op == TALLY__OP_PEEK && a->report == NULL);
+	if (s->hold_due < due)
+		due = s->hold_due;
+	if (!tally__surely_not_due(a, due))
+		return TALLY__QUICK_NO;
+	if (!a->shadow && no_room(s, a->amount) != 0)
+		return TALLY_LIMITED;
+	return peek_fit(s, a);
+}
+
 /* Settle and partial charge (see budget.c). */
 static int
 settle(struct tally__rl_snap *next, struct tally__args *a,

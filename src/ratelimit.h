@@ -107,6 +107,7 @@ void tally__rl_view(const void *snap, uint64_t incarnation, void *view);
 bool tally__rl_due(const void *snap, int64_t now);
 void tally__rl_report(const void *snap, const struct tally__args *a,
 		      tally_limit_report *rep);
+int tally__rl_fits(const void *old, const struct tally__args *a);
 
 /* The kind's row (kinds.c lists it), in the header as budget.h's is. */
 static const struct tally__kind tally__kind_ratelimit = {
@@ -124,6 +125,7 @@ static const struct tally__kind tally__kind_ratelimit = {
 	.view = tally__rl_view,
 	.due = tally__rl_due,
 	.report = tally__rl_report,
+	.fits = tally__rl_fits,
 };
 
 #endif /* TALLY_RATELIMIT_H */

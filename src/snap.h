@@ -36,6 +36,23 @@ enum tally__op_code {
 	TALLY__OP_PARTIAL
 };
 
+/*
+ * A store's hold grain G (hold.h) with what divides by it without a
+ * division instruction: slot numbers are times divided by G, on every
+ * hold, settle and report, and a 64-bit idiv costs tens of cycles.
+ * floor(n / G) = (n * magic) >> shift for 0 <= n < 2^63, with
+ * magic = ceil(2^shift / G) and shift = 63 + ceil(log2 G) (Granlund and
+ * Montgomery, "Division by invariant integers using multiplication",
+ * 1994, theorem 4.2 with N = 63: magic * G - 2^shift < G <= 2^(shift-63)).
+ * slot_max: the largest slot number a hold may take (hold.c).
+ */
+struct tally__grain {
+	int64_t g;
+	uint64_t magic;
+	unsigned shift;
+	int64_t slot_max;
+};
+
 struct tally__args {
 	enum tally__op_code op;
 	int64_t now;
@@ -46,8 +63,8 @@ struct tally__args {
 	unsigned counters;         /* reset mask (rate limit) */
 	unsigned out_mask;         /* limited / reset mask (rate limit) */
 	const void *config;        /* upsert: validated, full-size config */
-	/* Holds (hold.h). grain: the store's slot length (ns). */
-	int64_t grain;
+	/* Holds (hold.h). grain: the store's slot length and its divider. */
+	const struct tally__grain *grain;
 	int64_t ttl;            /* hold: ns, 1 .. the store's maximum */
 	int64_t slot;           /* hold (out), settle and partial (in) */
 	int64_t held_amount[2]; /* settle, partial: what the hold holds */
@@ -67,7 +84,7 @@ struct tally__args {
  */
 static inline void
 tally__args_init(struct tally__args *a, enum tally__op_code op, int64_t now,
-		 int64_t grain)
+		 const struct tally__grain *grain)
 {
 	a->op = op;
 	a->now = now;
@@ -202,6 +219,12 @@ struct tally__kind {
 	 * for a request of a's amounts (settle, partial: the hold's). */
 	void (*report)(const void *snap, const struct tally__args *a,
 		       tally_limit_report *rep);
+	/* Admission's read-only pass when no report is wanted: the result
+	 * of a PEEK step for a (TALLY_OK, TALLY_LIMITED or the placement's
+	 * error), answered from old without a copy, or TALLY__QUICK_NO where
+	 * a window or hold slot may be due (then the step answers).
+	 * test_budget and test_ratelimit check agreement on a grid. */
+	int (*fits)(const void *old, const struct tally__args *a);
 };
 
 /* Kind ids run from 1 to TALLY__KIND_END - 1; tally__kinds[0] is NULL. */

@@ -420,7 +420,7 @@ tally_store_create(tally_store **out, const tally_store_options *options)
 	s->on_expire = o.on_expire;
 	s->on_expire_ctx = o.on_expire_ctx;
 	s->hold_ttl_max = o.hold_ttl_max;
-	s->hold_grain = tally__hold_grain(o.hold_ttl_max);
+	tally__grain_init(&s->hold_grain, tally__hold_grain(o.hold_ttl_max));
 	s->seed = o.hash_seed;
 	if (s->seed == 0) {
 		int64_t now = default_clock(NULL);

@@ -54,9 +54,9 @@ struct tally_store {
 	void *on_roll_ctx;
 	tally_expiry_fn *on_expire;
 	void *on_expire_ctx;
-	int64_t hold_ttl_max; /* ns */
-	int64_t hold_grain;   /* ns: hold.h */
-	uint64_t store_id;    /* names the store in hold handles */
+	int64_t hold_ttl_max;           /* ns */
+	struct tally__grain hold_grain; /* hold.h */
+	uint64_t store_id;              /* names the store in hold handles */
 	tally_allocator alloc;
 	pthread_key_t tkey;
 	unsigned idle_dirty; /* atomic; an idle thread record holds garbage */

@@ -77,7 +77,7 @@ tally_sweep(tally_store *s, tally_roll_fn *cb, void *ctx, size_t *rolled)
 				break;
 			}
 			tally__args_init(&args, TALLY__OP_ROLL, now,
-					 s->hold_grain);
+					 &s->hold_grain);
 			(void)tally__cas_loop(s, t, &r, NULL, k, &args,
 					      succ[k->id], &p->rolls,
 					      &installed, &p->version);

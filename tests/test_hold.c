@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <cmocka.h>
 
@@ -72,6 +73,16 @@ hs(struct hstate *st)
 	return h;
 }
 
+/* The grains of the tests: G, and 1 ns. */
+static struct tally__grain grain_g, grain_1;
+
+static void
+grains_init(void)
+{
+	tally__grain_init(&grain_g, G);
+	tally__grain_init(&grain_1, 1);
+}
+
 static struct tally__args
 args_at(enum tally__op_code op, int64_t now)
 {
@@ -80,7 +91,7 @@ args_at(enum tally__op_code op, int64_t now)
 	memset(&a, 0, sizeof a);
 	a.op = op;
 	a.now = now;
-	a.grain = G;
+	a.grain = &grain_g;
 	return a;
 }
 
@@ -324,7 +335,7 @@ test_one_ns_grain_extremes(void **state)
 	memset(&st, 0, sizeof st);
 	st.due = INT64_MAX;
 	st.idle_base = INT64_MIN;
-	a.grain = 1;
+	a.grain = &grain_1;
 	a.ttl = 2;
 	assert_int_equal(tally__holds_place(&h, &a, amt), TALLY_OK);
 	assert_int_equal(a.slot, INT64_MIN + 12);
@@ -376,8 +387,8 @@ test_retry_after_brute_force(void **state)
 			assert_int_equal(tally__holds_place(&h, &a, amt),
 					 TALLY_OK);
 		}
-		got = tally__retry_after(&h, 0, G, now, amount, max, used,
-					 wend);
+		got = tally__retry_after(&h, 0, &grain_g, now, amount, max,
+					 used, wend);
 		/* The scan: every ms for 200 s (past every slot and the
 		 * window's end, where they fall on ms boundaries: they do,
 		 * slots are whole seconds and wend is checked exactly). */
@@ -832,10 +843,246 @@ test_ratelimit_unlimited_counter(void **state)
 	assert_int_equal(s.c[0].held, INT64_MAX - 1);
 }
 
+/*
+ * The kinds' `fits` (admission's pass 1 without reports) against a PEEK
+ * step: wherever fits answers, the step returns the same (TALLY_OK,
+ * TALLY_LIMITED or the placement's TALLY_EOVERFLOW) and needs no exact
+ * clock. Random snapshots with 0 to 3 live holds (some about to die),
+ * usages and amounts near the limits and near INT64_MAX, shadow charges,
+ * TTLs up to hold_ttl_max, precise and coarse clock readings.
+ */
+static int64_t
+pick_amount(int64_t around)
+{
+	switch (next_rand() % 6) {
+	case 0:
+		return INT64_MAX - (int64_t)(next_rand() % 4);
+	case 1:
+		return 0;
+	default:
+		return (int64_t)(next_rand() % (uint64_t)(around + 1));
+	}
+}
+
+struct fits_counts {
+	unsigned answered, limited, overflow, declined;
+};
+
+static void
+fits_compare(int f, int st, bool need_exact, struct fits_counts *n)
+{
+	if (f == TALLY__QUICK_NO) {
+		n->declined++;
+		return;
+	}
+	assert_false(need_exact);
+	assert_int_equal(f, st);
+	n->answered++;
+	n->limited += f == TALLY_LIMITED;
+	n->overflow += f == TALLY_EOVERFLOW;
+}
+
+static struct tally__args
+peek_args(int64_t t0)
+{
+	struct tally__args a =
+		args_at(TALLY__OP_PEEK, t0 + (int64_t)(next_rand() % (90 * S)));
+
+	a.now_coarse = next_rand() % 4 == 0;
+	a.ttl = next_rand() % 3 == 0 ? 0
+				     : 1 + (int64_t)(next_rand() % (60 * S));
+	a.shadow = next_rand() % 4 == 0;
+	return a;
+}
+
+static void
+test_fits_agrees_with_peek(void **state)
+{
+	int64_t t0 = T(2026, 12, 3, 12, 0, 0);
+	struct fits_counts nb = {0}, nr = {0};
+
+	(void)state;
+	for (unsigned i = 0; i < 20000; i++) {
+		struct tally__budget_snap b =
+			budget_snap((int64_t)(next_rand() % 100), t0);
+		struct tally__rl_snap r = rl_snap(
+			next_rand() % 5 == 0 ? -1
+					     : (int64_t)(next_rand() % 100),
+			(int64_t)(next_rand() % 4), t0);
+		unsigned holds = (unsigned)(next_rand() % 4);
+		struct tally__args a;
+		struct tally__rolls rolls;
+		bool inst;
+		int f, st;
+
+		for (unsigned h = 0; h < holds; h++) {
+			a = args_at(TALLY__OP_HOLD,
+				    t0 + (int64_t)(next_rand() % (30 * S)));
+			a.ttl = 1 + (int64_t)(next_rand() % (60 * S));
+			a.shadow = true;
+			a.amount[0] = (int64_t)(next_rand() % 40);
+			(void)bstep(&b, &a);
+			a.amount[1] = (int64_t)(next_rand() % 2);
+			a.report = NULL;
+			(void)rstep(&r, &a);
+		}
+		b.usage = pick_amount(120);
+		r.c[0].usage = pick_amount(120);
+		r.c[1].usage = (int64_t)(next_rand() % 5);
+
+		a = peek_args(t0);
+		a.amount[0] = pick_amount(60);
+		f = tally__budget_fits(&b, &a);
+		{
+			struct tally__budget_snap next;
+
+			tally__notes_clear(&rolls);
+			st = tally__budget_step(&b, &next, &a, &rolls, &inst);
+			assert_false(inst);
+		}
+		fits_compare(f, st, a.need_exact, &nb);
+
+		a = peek_args(t0);
+		a.amount[0] = pick_amount(60);
+		a.amount[1] = (int64_t)(next_rand() % 3);
+		f = tally__rl_fits(&r, &a);
+		{
+			struct tally__rl_snap next;
+
+			tally__notes_clear(&rolls);
+			st = tally__rl_step(&r, &next, &a, &rolls, &inst);
+			assert_false(inst);
+		}
+		fits_compare(f, st, a.need_exact, &nr);
+	}
+	print_message("fits: budget %u answered (%u limited, %u overflow), "
+		      "%u declined; rate limit %u (%u, %u), %u\n",
+		      nb.answered, nb.limited, nb.overflow, nb.declined,
+		      nr.answered, nr.limited, nr.overflow, nr.declined);
+	/* The grid reaches every answer and the step's fallbacks. */
+	assert_true(nb.answered > 1000 && nr.answered > 1000);
+	assert_true(nb.limited > 100 && nr.limited > 100);
+	assert_true(nb.overflow > 10 && nr.overflow > 10);
+	assert_true(nb.declined > 100 && nr.declined > 100);
+}
+
+/*
+ * The divider of a grain (snap.h) against division, for every grain class
+ * a store can have (1 ns, powers of two and their neighbours, the default,
+ * 122 days, and the largest int64) and numerators at every edge: 0, +-1,
+ * multiples of G and their neighbours, INT64_MIN and INT64_MAX, and random
+ * values of every magnitude.
+ */
+static int64_t
+floor_ref(int64_t n, int64_t g)
+{
+	int64_t q = n / g;
+
+	return (n % g != 0 && n < 0) ? q - 1 : q;
+}
+
+static int64_t
+ceil_ref(int64_t n, int64_t g)
+{
+	int64_t q = n / g;
+
+	return (n % g != 0 && n > 0) ? q + 1 : q;
+}
+
+static void
+check_grain_at(const struct tally__grain *gr, int64_t n, unsigned *bad)
+{
+	if (tally__grain_floor(gr, n) != floor_ref(n, gr->g) ||
+	    tally__grain_ceil(gr, n) != ceil_ref(n, gr->g)) {
+		if (*bad < 5)
+			print_error("grain %" PRId64 ", n %" PRId64
+				    ": floor %" PRId64 " (%" PRId64
+				    "), ceil %" PRId64 " (%" PRId64 ")\n",
+				    gr->g, n, tally__grain_floor(gr, n),
+				    floor_ref(n, gr->g),
+				    tally__grain_ceil(gr, n),
+				    ceil_ref(n, gr->g));
+		(*bad)++;
+	}
+}
+
+static void
+test_grain_divides_exactly(void **state)
+{
+	int64_t grains[64 * 3 + 8];
+	unsigned ng = 0, bad = 0;
+	(void)state;
+
+	for (unsigned k = 0; k < 63; k++) {
+		int64_t p = INT64_C(1) << k;
+
+		grains[ng++] = p;
+		if (p > 2)
+			grains[ng++] = p - 1;
+		if (k < 62)
+			grains[ng++] = p + 1;
+	}
+	grains[ng++] = 3;
+	grains[ng++] = tally__hold_grain(TALLY_HOLD_TTL_MAX_DEFAULT);
+	grains[ng++] = tally__hold_grain(INT64_C(366) * 86400 * 1000000000);
+	grains[ng++] = 333333334;
+	grains[ng++] = INT64_MAX;
+	grains[ng++] = INT64_MAX - 1;
+	for (unsigned i = 0; i < ng; i++) {
+		struct tally__grain gr;
+		int64_t g = grains[i];
+		int64_t edge[] = {0,
+				  1,
+				  -1,
+				  g,
+				  -g,
+				  INT64_MAX,
+				  INT64_MIN,
+				  INT64_MAX - 1,
+				  INT64_MIN + 1};
+
+		tally__grain_init(&gr, g);
+		assert_int_equal(gr.g, g);
+		assert_int_equal(gr.slot_max,
+				 (INT64_MAX - 1) / g - TALLY__HOLD_SLOTS);
+		for (unsigned e = 0; e < sizeof edge / sizeof edge[0]; e++)
+			for (int64_t d = -1; d <= 1; d++) {
+				int64_t n;
+
+				if (!__builtin_add_overflow(edge[e], d, &n))
+					check_grain_at(&gr, n, &bad);
+			}
+		/* Multiples of g and their neighbours, over the range. */
+		for (unsigned j = 0; j < 2000; j++) {
+			uint64_t r = next_rand();
+			int64_t q = (int64_t)(r >> (r & 63)) / g;
+			int64_t m;
+
+			if ((r >> 7) & 1)
+				q = -q;
+			if (__builtin_mul_overflow(q, g, &m))
+				continue;
+			for (int64_t d = -1; d <= 1; d++) {
+				int64_t n;
+
+				if (!__builtin_add_overflow(m, d, &n))
+					check_grain_at(&gr, n, &bad);
+			}
+			/* And a random numerator of any magnitude. */
+			check_grain_at(&gr,
+				       (int64_t)(next_rand() >> (r & 63)) *
+					       ((r >> 8) & 1 ? -1 : 1),
+				       &bad);
+		}
+	}
+	assert_int_equal(bad, 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_grain_divides_exactly),
 		cmocka_unit_test(test_slots_match_brute_force),
 		cmocka_unit_test(test_take_refuses_what_is_not_there),
 		cmocka_unit_test(test_place_overflow),
@@ -848,7 +1095,9 @@ main(void)
 		cmocka_unit_test(test_budget_quick_with_holds),
 		cmocka_unit_test(test_ratelimit_hold_settle),
 		cmocka_unit_test(test_ratelimit_unlimited_counter),
+		cmocka_unit_test(test_fits_agrees_with_peek),
 	};
 
+	grains_init();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
