@@ -290,18 +290,28 @@ free_items(struct tally__thread *t, struct item *items, unsigned n)
 			}
 }
 
-/* The check word of a hold: a keyed hash of everything but its size and
- * itself (store_id .. state, then the n parts), with no copy. */
+/* The check word of a hold: keyed hashes of everything but its size and
+ * itself, with no copy: of its head (store_id .. state) xor of its n
+ * parts, so that a settle, which changes only the state, updates it from
+ * the head alone (hold_recheck). */
 static uint64_t
-hold_check(const tally_store *s, const tally_hold *h)
+hold_head_word(const tally_store *s, const tally_hold *h)
 {
 	size_t head =
 		offsetof(tally_hold, check) - offsetof(tally_hold, store_id);
-	unsigned n = h->n <= TALLY_ADMIT_MAX ? h->n : 0;
-	uint64_t x = tally__hash(&h->store_id, head,
-				 s->seed ^ UINT64_C(0x9e3779b97f4a7c15));
 
-	return tally__hash(h->part, n * sizeof(tally_hold_part), x);
+	return tally__hash(&h->store_id, head,
+			   s->seed ^ UINT64_C(0x9e3779b97f4a7c15));
+}
+
+static uint64_t
+hold_check(const tally_store *s, const tally_hold *h)
+{
+	unsigned n = h->n <= TALLY_ADMIT_MAX ? h->n : 0;
+
+	return hold_head_word(s, h) ^
+	       tally__hash_wide(h->part, n * sizeof(tally_hold_part),
+				s->seed ^ UINT64_C(0xc2b2ae3d27d4eb4f));
 }
 
 static void
@@ -789,12 +799,16 @@ settle(tally_store *s, tally_hold *h, const tally_cost *actual, size_t count,
 				h->part[i].amount[1] -= items[i].amount[1];
 			}
 		tally__stat_add(&t->st.partials, 1);
+		h->check = hold_check(s, h);
 	} else {
+		/* Only the head changes: swap its word in the check. */
+		uint64_t was = hold_head_word(s, h);
+
 		h->state = TALLY_HOLD_SETTLED;
+		h->check ^= was ^ hold_head_word(s, h);
 		tally__stat_add(
 			actual == NULL ? &t->st.releases : &t->st.settles, 1);
 	}
-	h->check = hold_check(s, h);
 	tally__maintain(t);
 	return TALLY_OK;
 }

@@ -93,3 +93,23 @@ tally__hash(const void *key, size_t len, uint64_t seed)
 	h ^= h >> 32;
 	return h;
 }
+
+TALLY__WRAPS uint64_t
+tally__hash_wide(const void *data, size_t len, uint64_t seed)
+{
+	const unsigned char *p = data;
+	uint64_t a = seed ^ fold_mul(len + TALLY__K2, TALLY__K0);
+	uint64_t b = seed ^ fold_mul(len + TALLY__K0, TALLY__K1);
+
+	while (len > 32) {
+		a = fold_mul(a ^ read64(p) ^ TALLY__K1,
+			     read64(p + 8) ^ TALLY__K0);
+		b = fold_mul(b ^ read64(p + 16) ^ TALLY__K0,
+			     read64(p + 24) ^ TALLY__K1);
+		p += 32;
+		len -= 32;
+	}
+	/* The last 1..32 bytes (or all of a short input) and both lanes
+	 * through the key hash, whose avalanche finishes the word. */
+	return tally__hash(p, len, a ^ fold_mul(b, TALLY__K2));
+}

@@ -750,7 +750,7 @@ test_bad_input(void **state)
 	SETTLE_BAD(TALLY_EINVAL, tally_release(f.s, &bad, &d));
 	for (size_t off = sizeof(size_t);
 	     off < offsetof(tally_hold, part) + 2 * sizeof(tally_hold_part);
-	     off += 3) {
+	     off++) {
 		bad = live;
 		((unsigned char *)&bad)[off] ^= 0x10;
 		SETTLE_BAD(TALLY_EINVAL, tally_settle(f.s, &bad, c, 2, &d));
@@ -765,6 +765,16 @@ test_bad_input(void **state)
 	/* The handle still works. */
 	assert_int_equal(tally_release(f.s, &live, &d), TALLY_OK);
 	assert_int_equal(bview(f.s, "team").held, 0);
+	/* Settled: ESETTLED, and any byte of it changed is EINVAL (the check
+	 * word was updated with the state). */
+	assert_int_equal(tally_release(f.s, &live, &d), TALLY_ESETTLED);
+	for (size_t off = sizeof(size_t);
+	     off < offsetof(tally_hold, part) + 2 * sizeof(tally_hold_part);
+	     off++) {
+		bad = live;
+		((unsigned char *)&bad)[off] ^= 0x01;
+		assert_int_equal(tally_release(f.s, &bad, &d), TALLY_EINVAL);
+	}
 
 	/* Store options: hold_ttl_max out of range. */
 	o.hold_ttl_max = -1;
