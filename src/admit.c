@@ -54,6 +54,10 @@ struct item {
 	struct tally__rolls notes[2];
 	uint64_t version[2];
 	uint64_t incarnation;
+	/* Settle: TALLY_DECISION_GONE (nothing done), or the step's
+	 * settle_flags and overdrafts. */
+	unsigned settled_flags;
+	int64_t overdraft[2];
 };
 
 /* An empty item, field by field (a memset of its size is a `rep stos`). */
@@ -73,6 +77,8 @@ item_init(struct item *it)
 	tally__notes_clear(&it->notes[1]);
 	it->version[0] = it->version[1] = 0;
 	it->incarnation = 0;
+	it->settled_flags = 0;
+	it->overdraft[0] = it->overdraft[1] = 0;
 }
 
 /* Amounts of a charge or a cost as the kind's counters: budget [0];
@@ -695,8 +701,6 @@ settle(tally_store *s, tally_hold *h, const tally_cost *actual, size_t count,
 {
 	struct item items[TALLY_ADMIT_MAX];
 	char keys[TALLY_ADMIT_MAX][TALLY_KEY_MAX + 1];
-	tally_decision local;
-	tally_decision *d = decision != NULL ? decision : &local;
 	struct tally__thread *t;
 	int64_t now, cost[TALLY_ADMIT_MAX][2];
 	unsigned n;
@@ -734,13 +738,17 @@ settle(tally_store *s, tally_hold *h, const tally_cost *actual, size_t count,
 	if ((rc = alloc_items(t, items, n, 1)) != TALLY_OK)
 		return rc;
 	now = tally__now(s);
-	decision_reset(d, now, n);
+	if (decision != NULL)
+		decision_reset(decision, now, n);
 
 	tally__section_begin(t);
 	for (unsigned i = 0; i < n; i++) {
 		const tally_hold_part *p = &h->part[i];
 		struct item *it = &items[i];
-		tally_limit_report *rep = &d->limit[i];
+		/* No report when nobody reads it: the stats come from the
+		 * step's settle_flags and overdrafts. */
+		tally_limit_report *rep =
+			decision != NULL ? &decision->limit[i] : NULL;
 		struct tally__args a;
 
 		it->r = tally__lookup_ptr_cached(s, t, (uintptr_t)p->record,
@@ -759,15 +767,23 @@ settle(tally_store *s, tally_hold *h, const tally_cost *actual, size_t count,
 		if (rc != TALLY_OK) {
 			/* Removed (ENOENT), or the hold is not on the record
 			 * (ESETTLED): nothing done there. */
-			memset(rep, 0, sizeof *rep);
-			rep->kind = p->kind;
-			rep->flags = TALLY_DECISION_GONE;
+			if (rep != NULL) {
+				memset(rep, 0, sizeof *rep);
+				rep->kind = p->kind;
+				rep->flags = TALLY_DECISION_GONE;
+			}
+			it->settled_flags = TALLY_DECISION_GONE;
 			it->amount[0] = it->amount[1] = 0;
 			continue;
 		}
 		it->incarnation = it->r->incarnation;
-		rep->version = it->version[0];
-		rep->incarnation = it->incarnation;
+		if (rep != NULL) {
+			rep->version = it->version[0];
+			rep->incarnation = it->incarnation;
+		}
+		it->settled_flags = a.settle_flags;
+		it->overdraft[0] = a.overdraft[0];
+		it->overdraft[1] = a.overdraft[1];
 		it->amount[0] = a.moved[0];
 		it->amount[1] = a.moved[1];
 		if (tally__notes_any(&it->notes[0])) {
@@ -780,20 +796,20 @@ settle(tally_store *s, tally_hold *h, const tally_cost *actual, size_t count,
 
 	report_items(s, items, n);
 	free_items(t, items, n);
-	decision_finish(d);
+	if (decision != NULL)
+		decision_finish(decision);
 	for (unsigned i = 0; i < n; i++) {
-		const tally_limit_report *rep = &d->limit[i];
-
-		if (rep->flags & TALLY_DECISION_LATE)
+		if (items[i].settled_flags & TALLY_DECISION_LATE)
 			tally__stat_add(&t->st.late_settles, 1);
 		for (unsigned c = 0; c < 2; c++)
-			if (rep->c[c].overdraft > 0)
-				tally__stat_add(&t->st.overdraft_units,
-						(uint64_t)rep->c[c].overdraft);
+			if (items[i].overdraft[c] > 0)
+				tally__stat_add(
+					&t->st.overdraft_units,
+					(uint64_t)items[i].overdraft[c]);
 	}
 	if (code == TALLY__OP_PARTIAL) {
 		for (unsigned i = 0; i < n; i++)
-			if (!(d->limit[i].flags &
+			if (!(items[i].settled_flags &
 			      (TALLY_DECISION_GONE | TALLY_DECISION_LATE))) {
 				h->part[i].amount[0] -= items[i].amount[0];
 				h->part[i].amount[1] -= items[i].amount[1];

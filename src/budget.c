@@ -238,6 +238,9 @@ settle(struct tally__budget_snap *next, struct tally__args *a,
 	if (overdraft > 0)
 		flags |= TALLY_DECISION_OVERDRAFT;
 	*install = true;
+	a->settle_flags = flags;
+	a->overdraft[0] = overdraft;
+	a->overdraft[1] = 0;
 	report(next, a, flags, overdraft);
 	return TALLY_OK;
 }

@@ -309,6 +309,9 @@ settle(struct tally__rl_snap *next, struct tally__args *a,
 			flags[i] |= TALLY_DECISION_OVERDRAFT;
 	}
 	*install = true;
+	a->settle_flags = flags[0] | flags[1];
+	a->overdraft[0] = overdraft[0];
+	a->overdraft[1] = overdraft[1];
 	report(next, a, flags, overdraft);
 	return TALLY_OK;
 }

@@ -70,7 +70,12 @@ struct tally__args {
 	int64_t held_amount[2]; /* settle, partial: what the hold holds */
 	int64_t actual[2];      /* settle, partial: what to charge */
 	int64_t moved[2];       /* settle, partial (out): left held */
-	bool shadow;            /* peek, hold, try, bump: never refuses */
+	/* Settle, partial (out, set by the step whatever a->report): the
+	 * flags LATE, OVERDRAFT and OVERFLOW of any counter, and each
+	 * counter's overdraft, as the report would show them. */
+	unsigned settle_flags;
+	int64_t overdraft[2];
+	bool shadow; /* peek, hold, try, bump: never refuses */
 	/* Peek, hold, try, bump, settle, partial: filled when not NULL. */
 	tally_limit_report *report;
 };

@@ -823,12 +823,71 @@ test_holds_survive_upsert_and_reset(void **state)
 	tally_store_destroy(f.s);
 }
 
+/*
+ * A settle without a decision does what one with a decision does: the
+ * same usage and held, the same stats (overdraft units, late settles),
+ * and a partial charge without a decision moves the handle's amounts the
+ * same way. Two identical stores, one settled with decisions, one without.
+ */
+static void
+test_settle_without_decision(void **state)
+{
+	struct fixture f[2];
+	tally_stats st[2];
+	(void)state;
+
+	for (int w = 0; w < 2; w++) {
+		tally_charge ch[3] = {bch("team", 30), bch("cust", 30),
+				      rch("key", 100, 1)};
+		tally_cost over[3] = {{45, 0, 0}, {30, 0, 0}, {0, 150, 1}};
+		tally_cost part[3] = {{10, 0, 0}, {5, 0, 0}, {0, 20, 0}};
+		tally_hold h1 = TALLY_HOLD_INIT, h2 = TALLY_HOLD_INIT;
+		tally_decision d = TALLY_DECISION_INIT;
+		tally_decision *dp = w == 0 ? &d : NULL;
+
+		setup(&f[w]);
+		assert_int_equal(tally_admit(f[w].s, ch, 3, TALLY_ADMIT_HOLD,
+					     10 * S, &h1, NULL),
+				 TALLY_OK);
+		assert_int_equal(tally_admit(f[w].s, ch, 3, TALLY_ADMIT_HOLD,
+					     10 * S, &h2, NULL),
+				 TALLY_OK);
+		/* An overdraft on two counters. */
+		assert_int_equal(tally_settle(f[w].s, &h1, over, 3, dp),
+				 TALLY_OK);
+		/* A partial charge, then a late settle (the hold died). */
+		assert_int_equal(tally_settle_partial(f[w].s, &h2, part, 3, dp),
+				 TALLY_OK);
+		assert_int_equal(h2.part[0].amount[0], 20);
+		assert_int_equal(h2.part[2].amount[0], 80);
+		f[w].clock.now += 40 * S;
+		assert_int_equal(tally_settle(f[w].s, &h2, part, 3, dp),
+				 TALLY_OK);
+		st[w] = (tally_stats)TALLY_STATS_INIT;
+		assert_int_equal(tally_store_stats(f[w].s, &st[w]), TALLY_OK);
+	}
+	assert_int_equal(bview(f[0].s, "team").usage,
+			 bview(f[1].s, "team").usage);
+	assert_int_equal(bview(f[1].s, "team").usage, 45 + 10 + 10);
+	assert_int_equal(bview(f[1].s, "team").held, 0);
+	assert_int_equal(rview(f[1].s, "key").tokens.usage, 150 + 20 + 20);
+	assert_int_equal(st[1].overdraft_units, 15 + 50);
+	assert_int_equal(st[1].late_settles, 3);
+	assert_int_equal(st[1].partials, 1);
+	assert_int_equal(st[1].settles, 2);
+	assert_int_equal(st[0].overdraft_units, st[1].overdraft_units);
+	assert_int_equal(st[0].late_settles, st[1].late_settles);
+	for (int w = 0; w < 2; w++)
+		tally_store_destroy(f[w].s);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hold_settle_across_limits),
 		cmocka_unit_test(test_held_blocks_check_and_try),
+		cmocka_unit_test(test_settle_without_decision),
 		cmocka_unit_test(test_refusal_mask_and_no_trace),
 		cmocka_unit_test(test_peek_and_consume),
 		cmocka_unit_test(test_shadow),
