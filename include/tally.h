@@ -341,9 +341,11 @@ typedef struct tally_store_options {
 	void *on_roll_ctx;
 	uint64_t hash_seed; /* 0 = derived per store */
 	/*
-	 * A cheap clock that check, bump and try_consume read first; they
-	 * read the precise clock only within TALLY_COARSE_MARGIN_NS of a
-	 * window's end (see that macro for the contract). NULL: with the
+	 * A cheap clock that check, bump and try_consume read first, and
+	 * tally_settle, tally_release and tally_settle_partial when given
+	 * no decision (nothing then reports the time); they read the precise
+	 * clock only within TALLY_COARSE_MARGIN_NS of a window's end or a
+	 * hold slot's (see that macro for the contract). NULL: with the
 	 * default precise clock, CLOCK_REALTIME_COARSE (when its resolution
 	 * is 50 ms or finer); with an injected precise clock, none (every
 	 * decision reads the precise clock). A gateway's cached time (an

@@ -704,6 +704,7 @@ settle(tally_store *s, tally_hold *h, const tally_cost *actual, size_t count,
 	struct tally__thread *t;
 	int64_t now, cost[TALLY_ADMIT_MAX][2];
 	unsigned n;
+	bool coarse;
 	int rc;
 
 	if (s == NULL || h == NULL)
@@ -737,7 +738,18 @@ settle(tally_store *s, tally_hold *h, const tally_cost *actual, size_t count,
 	}
 	if ((rc = alloc_items(t, items, n, 1)) != TALLY_OK)
 		return rc;
-	now = tally__now(s);
+	/* Without a decision nothing reports the time, so a coarse reading
+	 * serves where it can decide, as for a bump: a slot or window it
+	 * cannot tell due or not makes the step read the exact clock. */
+	coarse = decision == NULL && s->coarse != NULL;
+	if (coarse) {
+		struct tally__args c;
+
+		tally__now_for(s, &c, TALLY__OP_BUMP);
+		now = c.now;
+	} else {
+		now = tally__now(s);
+	}
 	if (decision != NULL)
 		decision_reset(decision, now, n);
 
@@ -757,6 +769,7 @@ settle(tally_store *s, tally_hold *h, const tally_cost *actual, size_t count,
 				      it->r->incarnation != p->incarnation))
 			it->r = NULL;
 		args_for(&a, s, code, now, rep);
+		a.now_coarse = coarse;
 		a.slot = p->slot;
 		a.held_amount[0] = p->amount[0];
 		a.held_amount[1] = p->amount[1];

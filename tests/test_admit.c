@@ -881,6 +881,74 @@ test_settle_without_decision(void **state)
 		tally_store_destroy(f[w].s);
 }
 
+/*
+ * A settle without a decision reads the store's coarse clock where it can
+ * decide, and the exact one where it cannot: with a coarse clock 0.9 s
+ * behind, a settle 0.5 s after both the window's end and the hold's slot
+ * end is LATE and charged to the new window, as with the exact clock; one
+ * far from any end is charged normally.
+ */
+static int64_t
+lagging_read(void *ctx)
+{
+	return fake_clock_read(ctx) - 900 * (S / 1000);
+}
+
+static void
+test_settle_coarse_clock_near_ends(void **state)
+{
+	struct fake_clock clock = {T(2026, 12, 3, 12, 0, 50)};
+	tally_store_options o = test_options(&clock, NULL);
+	tally_ratelimit_config r = TALLY_RATELIMIT_CONFIG_INIT;
+	tally_charge ch = rch("key", 100, 1);
+	tally_hold h1 = TALLY_HOLD_INIT, h2 = TALLY_HOLD_INIT;
+	tally_cost c = {0, 120, 1};
+	tally_stats st = TALLY_STATS_INIT;
+	tally_ratelimit_view v;
+	tally_store *s;
+
+	(void)state;
+	o.coarse_clock = lagging_read;
+	o.coarse_clock_ctx = &clock;
+	o.hold_ttl_max = 60 * S;
+	assert_int_equal(tally_store_create(&s, &o), TALLY_OK);
+	r.tokens.has_max = true;
+	r.tokens.max = 500;
+	r.tokens.period = P("1m");
+	r.requests.has_max = true;
+	r.requests.max = 10;
+	r.requests.period = P("1m");
+	r.calendar_aligned = true;
+	assert_int_equal(tally_ratelimit_upsert(s, "key", &r, NULL),
+			 TALLY_CREATED);
+	/* Both holds' slots end at 12:01:00 (grain 20 s), with the window. */
+	assert_int_equal(
+		tally_admit(s, &ch, 1, TALLY_ADMIT_HOLD, 5 * S, &h1, NULL),
+		TALLY_OK);
+	assert_int_equal(
+		tally_admit(s, &ch, 1, TALLY_ADMIT_HOLD, 5 * S, &h2, NULL),
+		TALLY_OK);
+	/* 12:00:52 (coarse 12:00:51.1): far from 12:01, settled in time. */
+	clock.now = T(2026, 12, 3, 12, 0, 52);
+	assert_int_equal(tally_settle(s, &h1, &c, 1, NULL), TALLY_OK);
+	v = rview(s, "key");
+	assert_int_equal(v.tokens.usage, 120);
+	assert_int_equal(v.tokens_held, 100);
+	/* 12:01:00.5 (coarse 12:00:59.6): the window rolled and the slot
+	 * died; the coarse reading alone would say neither. */
+	clock.now = T(2026, 12, 3, 12, 1, 0) + S / 2;
+	assert_int_equal(tally_settle(s, &h2, &c, 1, NULL), TALLY_OK);
+	v = rview(s, "key");
+	assert_int_equal(v.tokens.window_start, T(2026, 12, 3, 12, 1, 0));
+	assert_int_equal(v.tokens.usage, 120);
+	assert_int_equal(v.tokens_held, 0);
+	assert_int_equal(tally_store_stats(s, &st), TALLY_OK);
+	assert_int_equal(st.late_settles, 1);
+	assert_int_equal(st.overdraft_units, 20);
+	assert_int_equal(st.expired_holds, 1);
+	tally_store_destroy(s);
+}
+
 int
 main(void)
 {
@@ -888,6 +956,7 @@ main(void)
 		cmocka_unit_test(test_hold_settle_across_limits),
 		cmocka_unit_test(test_held_blocks_check_and_try),
 		cmocka_unit_test(test_settle_without_decision),
+		cmocka_unit_test(test_settle_coarse_clock_near_ends),
 		cmocka_unit_test(test_refusal_mask_and_no_trace),
 		cmocka_unit_test(test_peek_and_consume),
 		cmocka_unit_test(test_shadow),
