@@ -7,7 +7,11 @@
  * per record everything is linearizable at its CAS, as every other write.
  * Across records an admission is:
  *   1. a read-only pass (PEEK) over every limit, which answers the common
- *      refusal without writing anything;
+ *      refusal without writing anything. When every limit fits it needs
+ *      no report (pass 2's replace them), so each kind answers from the
+ *      record's snapshot without a copy (`fits`); a refusal, a missing
+ *      record or a window or slot that may be due runs the full pass,
+ *      whose reports are the decision;
  *   2. holds taken one CAS per record in the fixed acquisition order (key
  *      hash, then kind, length, bytes): two admissions that share limits
  *      take them in the same order;
