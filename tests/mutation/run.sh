@@ -32,6 +32,7 @@ all=(
 	held_ignored:plain        # the quick try_consume ignores the holds
 	dead_slot_taken:plain     # a hold whose slot died is taken from another
 	refusal_keeps_holds:plain # a refused admission keeps its holds
+	fits_ignores_held:plain   # admission's read-only pass ignores the holds
 	early_free:asan           # no grace period before a free
 	early_free:tsan
 )
