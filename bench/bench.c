@@ -93,12 +93,13 @@ enum impl_id {
 	I_FLOOR_FAA,
 	I_FLOOR_ATOMIC,
 	I_TALLY_RL,
+	I_TALLY_WRITES, /* llm_request only (llm.h) */
 	I__COUNT
 };
 
 static const char *const impl_names[I__COUNT] = {
-	"tally",        "mutex",   "rwlock", "racy", "floor-lookup-faa",
-	"floor-atomic", "tally-rl"};
+	"tally",        "mutex",    "rwlock",      "racy", "floor-lookup-faa",
+	"floor-atomic", "tally-rl", "tally-writes"};
 
 enum op_id {
 	O_BUMP,
@@ -1323,16 +1324,20 @@ usage(FILE *f, const char *argv0)
 		"  --threads LIST  thread counts (default 1,2,4)\n"
 		"  --keys LIST     key counts (default 1,1000,1000000)\n"
 		"  --impl LIST     of tally, mutex, rwlock, racy,\n"
-		"                  floor-lookup-faa, floor-atomic, tally-rl\n"
+		"                  floor-lookup-faa, floor-atomic, tally-rl,\n"
+		"                  tally-writes\n"
 		"                  (default all; tally-rl rows are rate limits,\n"
-		"                  shown in the table only, never in --json)\n"
+		"                  shown in the table only, never in --json;\n"
+		"                  tally-writes: llm_request only, its 12\n"
+		"                  record writes as plain bumps, a floor)\n"
 		"  --op LIST       of bump, check, try_consume, get, "
 		"llm_request\n"
 		"                  (default all; llm_request: one LLM request\n"
 		"                  admitted across 6 limits of a key/team/\n"
 		"                  customer hierarchy, then settled, by tally,\n"
-		"                  mutex and rwlock, after the other rows, on\n"
-		"                  1000 keys whatever --keys says)\n"
+		"                  tally-writes, mutex and rwlock, after the\n"
+		"                  other rows, on 1000 keys whatever --keys\n"
+		"                  says)\n"
 		"  --json          a JSON array of rows on stdout (the table "
 		"and\n"
 		"                  the targets go to stderr)\n"
@@ -1566,12 +1571,13 @@ parse_args(int argc, char **argv)
 static void
 run_llm_pass(void)
 {
-	static const int impls[] = {I_TALLY, I_MUTEX, I_RWLOCK};
-	static const enum llm_impl kinds[] = {LLM_TALLY, LLM_MUTEX, LLM_RWLOCK};
+	static const int impls[] = {I_TALLY, I_TALLY_WRITES, I_MUTEX, I_RWLOCK};
+	static const enum llm_impl kinds[] = {LLM_TALLY, LLM_TALLY_WRITES,
+					      LLM_MUTEX, LLM_RWLOCK};
 	struct llm_hier *h;
 	bool any = false;
 
-	for (unsigned k = 0; k < 3; k++)
+	for (unsigned k = 0; k < 4; k++)
 		any |= opt.impl[impls[k]];
 	if (!opt.op[O_LLM] || !any)
 		return;
@@ -1588,7 +1594,7 @@ run_llm_pass(void)
 		"%d teams, %d customers (%d records); ns/op = per request; "
 		"mutex: one lock, rwlock: a lock per record\n",
 		LLM_LIMITS, LLM_KEYS, LLM_TEAMS, LLM_CUSTOMERS, LLM_RECORDS);
-	for (unsigned k = 0; k < 3; k++) {
+	for (unsigned k = 0; k < 4; k++) {
 		struct target t;
 
 		if (!opt.impl[impls[k]])
@@ -1630,7 +1636,7 @@ main(int argc, char **argv)
 				struct target t;
 
 				/* Backgrounds are tally's alone. */
-				if (!opt.impl[impl] ||
+				if (!opt.impl[impl] || impl == I_TALLY_WRITES ||
 				    (g_bg != BG_NONE && impl != I_TALLY))
 					continue;
 				if (!target_setup(&t, impl, &ks) ||

@@ -282,7 +282,7 @@ llm_setup(struct llm_target *t, enum llm_impl impl, const struct llm_hier *h)
 	t->h = h;
 	for (unsigned i = 0; i < 3; i++)
 		atomic_init(&t->rolled[i], 0);
-	if (impl == LLM_TALLY)
+	if (impl == LLM_TALLY || impl == LLM_TALLY_WRITES)
 		return setup_tally(t);
 	return setup_bla(t, impl == LLM_MUTEX ? BLA_MUTEX : BLA_RWLOCK);
 }
@@ -300,7 +300,7 @@ llm_register(struct llm_target *t)
 {
 	tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 
-	if (t->impl != LLM_TALLY)
+	if (t->impl != LLM_TALLY && t->impl != LLM_TALLY_WRITES)
 		return true;
 	return tally_budget_get(t->store, t->h->def[0].name, &v) == TALLY_OK;
 }
@@ -372,6 +372,37 @@ one_tally(const struct llm_target *t, const struct llm_req *q,
 	       TALLY_OK;
 }
 
+/* The floor (llm.h): the request's 12 record writes as plain bumps, half
+ * of the actual at "admit", the rest at "settle". */
+static inline bool
+writes_half(const struct llm_target *t, const struct llm_req *q,
+	    const tally_charge *c, bool second)
+{
+	int64_t act = q->actual, half = act / 2,
+		part = second ? act - half : half;
+
+	for (unsigned l = 0; l < LLM_LIMITS; l++) {
+		int rc =
+			l <= L_CUST_MONTH
+				? tally_budget_bump(t->store, c[l].key,
+						    part * LLM_PRICE, NULL)
+				: tally_ratelimit_bump(t->store, c[l].key, part,
+						       second ? 0 : 1, NULL);
+
+		if (rc != TALLY_OK)
+			return false;
+	}
+	return true;
+}
+
+static inline bool
+one_writes(const struct llm_target *t, const struct llm_req *q)
+{
+	const tally_charge *c = t->h->tc[q->key];
+
+	return writes_half(t, q, c, false) && writes_half(t, q, c, true);
+}
+
 /* The same through a baseline; *over: its overdraft units. */
 static inline bool
 one_bla(const struct llm_target *t, const struct llm_req *q, struct llm_ctx *c,
@@ -408,7 +439,20 @@ llm_run(struct llm_target *t, size_t i, const atomic_bool *stop, unsigned chunk,
 	if (c == NULL)
 		return; /* no request ran: the row fails */
 	ctx_init(c);
-	if (t->impl == LLM_TALLY) {
+	if (t->impl == LLM_TALLY_WRITES) {
+		while (!atomic_load_explicit(stop, memory_order_relaxed)) {
+			for (unsigned j = 0; j < chunk; j++) {
+				const struct llm_req *q =
+					&seq[i++ & (LLM_SEQ - 1)];
+
+				if (one_writes(t, q)) {
+					ok++;
+					tokens += q->actual;
+				}
+			}
+			n += chunk;
+		}
+	} else if (t->impl == LLM_TALLY) {
 		while (!atomic_load_explicit(stop, memory_order_relaxed)) {
 			for (unsigned j = 0; j < chunk; j++) {
 				const struct llm_req *q =
@@ -457,8 +501,9 @@ llm_warm(struct llm_target *t)
 		struct llm_req q = {(uint16_t)k, 1000, 1000};
 		int64_t o;
 
-		ok = t->impl == LLM_TALLY ? one_tally(t, &q, c)
-					  : one_bla(t, &q, c, &o);
+		ok = t->impl == LLM_TALLY          ? one_tally(t, &q, c)
+		     : t->impl == LLM_TALLY_WRITES ? one_writes(t, &q)
+						   : one_bla(t, &q, c, &o);
 	}
 	free(c);
 	if (!ok)
@@ -469,7 +514,7 @@ llm_warm(struct llm_target *t)
 bool
 llm_sums(struct llm_target *t, int64_t used[3], int64_t held[3])
 {
-	if (t->impl != LLM_TALLY) {
+	if (t->impl != LLM_TALLY && t->impl != LLM_TALLY_WRITES) {
 		bla_sum(t->map, used, held);
 		return true;
 	}

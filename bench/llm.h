@@ -49,8 +49,16 @@
 #define LLM_TTL_NS (INT64_C(60) * 1000000000)
 #define LLM_SEQ ((size_t)1 << 20) /* pre-drawn requests */
 
+/*
+ * LLM_TALLY_WRITES is a floor, not an admission: the 12 single-record
+ * writes that any design with one CAS per record per event makes for a
+ * request (6 when it is admitted, 6 when it is settled), as plain tally
+ * bumps on the same records (half the actual at "admit", the rest at
+ * "settle"), with no read-only pass, holds, expiry, reports or handle.
+ */
 enum llm_impl {
 	LLM_TALLY,
+	LLM_TALLY_WRITES,
 	LLM_MUTEX,
 	LLM_RWLOCK
 };
