@@ -115,10 +115,13 @@ tally__grain_floor(const struct tally__grain *gr, int64_t n)
 static inline int64_t
 tally__grain_ceil(const struct tally__grain *gr, int64_t n)
 {
-	int64_t q = tally__grain_floor(gr, n);
-
-	/* |q * G| <= |n|: no overflow. */
-	return q * gr->g == n ? q : q + 1;
+	/* ceil(n / G) = floor((n - 1) / G) + 1 for integers; n - 1 exists
+	 * but for INT64_MIN, which G divides exactly iff G is a power of
+	 * two. */
+	if (n == INT64_MIN)
+		return tally__grain_floor(gr, n) +
+		       ((gr->g & (gr->g - 1)) != 0 ? 1 : 0);
+	return tally__grain_floor(gr, n - 1) + 1;
 }
 
 /* Drops the slots dead at a->now (a coarse reading that cannot decide
