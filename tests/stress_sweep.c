@@ -18,10 +18,12 @@
  * So the writer runs ROUNDS rounds and samples the store's pending count
  * every SAMPLE_EVERY writes. Every round must stay within PEAK_BOUND
  * (128 x TALLY__PENDING_HIGH, 131,072: a preemption of several
- * milliseconds inside one chunk, never a walk's worth), and the quietest
- * round within QUIET_BOUND (4 x TALLY__PENDING_HIGH): a round of 500,000
- * writes (~40 ms) with no such preemption. A sweep that holds its section
- * across chunks fails both in every round.
+ * milliseconds inside one chunk, never a walk's worth). A sweep that holds
+ * its section across chunks exceeds it in every round (the planted bug
+ * sweep_one_section: 206,465 to 246,657 per round). The quietest round is
+ * printed, not asserted: how far it stays under 4 x TALLY__PENDING_HIGH
+ * depends on whether the scheduler preempted the sweeper inside a chunk
+ * in every round (a loaded CI run saw 9,025), not on the library.
  *
  * Also checked: every write is counted (the sum of usage), every sweep
  * visits every record (the sweep's callback hears nothing: nothing is due;
@@ -50,7 +52,6 @@
 #define WRITES (ROUNDS * ROUND_WRITES)
 #define SAMPLE_EVERY 256
 #define PEAK_BOUND (128 * TALLY__PENDING_HIGH)
-#define QUIET_BOUND (4 * TALLY__PENDING_HIGH)
 
 struct run {
 	tally_store *store;
@@ -174,11 +175,11 @@ test_sweeping_a_million_records(void **state)
 	}
 	print_message(
 		"%ld writes, %ld sweeps of %d records; pending sampled "
-		"per round: quietest %llu (bound %llu), loudest %llu "
+		"per round: quietest %llu (4 x PENDING_HIGH %llu), loudest %llu "
 		"(bound %llu); peak per thread %llu\n",
 		r.written, r.sweeps, RECORDS, (unsigned long long)quietest,
-		(unsigned long long)QUIET_BOUND, (unsigned long long)loudest,
-		(unsigned long long)PEAK_BOUND,
+		(unsigned long long)(4 * TALLY__PENDING_HIGH),
+		(unsigned long long)loudest, (unsigned long long)PEAK_BOUND,
 		(unsigned long long)st.peak_pending);
 	assert_int_equal(r.write_rc, TALLY_OK);
 	assert_int_equal(r.sweep_rc, TALLY_OK);
@@ -186,7 +187,6 @@ test_sweeping_a_million_records(void **state)
 	assert_true(r.sweeps >= 1);
 	assert_int_equal(r.rolled, 0);
 	assert_true(loudest <= PEAK_BOUND);
-	assert_true(quietest <= QUIET_BOUND);
 
 	/* Every write counted. */
 	for (long i = 0; i < HOT; i++) {
