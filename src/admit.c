@@ -534,10 +534,14 @@ pass2:
 		struct tally__args a;
 
 		/* No report when nobody reads it (a shadow's flags are
-		 * counted in the stats). */
+		 * counted in the stats); the flags the stats read are then
+		 * 0 (pass 1 may have written no report either). */
+		bool reported = decision != NULL || it->shadow;
+
+		if (!reported)
+			d->limit[it->idx].flags = 0;
 		args_for(&a, s, TALLY__OP_HOLD, now,
-			 decision != NULL || it->shadow ? &d->limit[it->idx]
-							: NULL);
+			 reported ? &d->limit[it->idx] : NULL);
 		a.ttl = ttl;
 		a.amount[0] = it->amount[0];
 		a.amount[1] = it->amount[1];
@@ -606,10 +610,14 @@ pass2:
 			struct tally__args a;
 
 			/* The settle's report replaces the hold's: keep what
-			 * the hold said of a shadow charge. */
+			 * the hold said of a shadow charge (only a shadow
+			 * charge or a caller's decision has a hold report). */
 			for (unsigned c = 0; c < 2; c++)
-				shadow[c] = rep->c[c].flags &
-					    TALLY_DECISION_SHADOW_WOULD_DENY;
+				shadow[c] =
+					decision != NULL || it->shadow
+						? rep->c[c].flags &
+							  TALLY_DECISION_SHADOW_WOULD_DENY
+						: 0;
 			args_for(&a, s, TALLY__OP_SETTLE, now, rep);
 			a.slot = it->slot;
 			a.held_amount[0] = a.actual[0] = it->amount[0];

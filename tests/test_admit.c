@@ -949,6 +949,53 @@ test_settle_coarse_clock_near_ends(void **state)
 	tally_store_destroy(s);
 }
 
+/*
+ * An admission without a decision keeps its reports in a local decision
+ * that nothing clears: what the stats read of it must have been written
+ * by this call. With the stack under it full of set bits, admissions
+ * without a decision (the read-only pass answering without reports) count
+ * no shadow refusal and no other stat they did not earn.
+ */
+static void __attribute__((noinline)) dirty_stack(void)
+{
+	volatile unsigned char junk[64 * 1024];
+
+	for (size_t i = 0; i < sizeof junk; i++)
+		junk[i] = 0xff;
+}
+
+static void
+test_admit_without_decision_counts_only_itself(void **state)
+{
+	struct fixture f;
+	tally_charge ch[3] = {bch("team", 5), bch("cust", 5),
+			      rch("key", 10, 1)};
+	tally_stats st = TALLY_STATS_INIT;
+	(void)state;
+
+	setup(&f);
+	for (int i = 0; i < 3; i++) {
+		tally_hold h = TALLY_HOLD_INIT;
+		int rc;
+
+		dirty_stack();
+		rc = tally_admit(f.s, ch, 3, TALLY_ADMIT_HOLD, S, &h, NULL);
+		assert_int_equal(rc, TALLY_OK);
+		dirty_stack();
+		assert_int_equal(tally_release(f.s, &h, NULL), TALLY_OK);
+		dirty_stack();
+		rc = tally_admit(f.s, ch, 3, TALLY_ADMIT_CONSUME, 0, NULL,
+				 NULL);
+		assert_int_equal(rc, TALLY_OK);
+	}
+	assert_int_equal(tally_store_stats(f.s, &st), TALLY_OK);
+	assert_int_equal(st.shadow_would_deny, 0);
+	assert_int_equal(st.admitted, 6);
+	assert_int_equal(st.overdraft_units, 0);
+	assert_int_equal(st.late_settles, 0);
+	tally_store_destroy(f.s);
+}
+
 int
 main(void)
 {
@@ -956,6 +1003,8 @@ main(void)
 		cmocka_unit_test(test_hold_settle_across_limits),
 		cmocka_unit_test(test_held_blocks_check_and_try),
 		cmocka_unit_test(test_settle_without_decision),
+		cmocka_unit_test(
+			test_admit_without_decision_counts_only_itself),
 		cmocka_unit_test(test_settle_coarse_clock_near_ends),
 		cmocka_unit_test(test_refusal_mask_and_no_trace),
 		cmocka_unit_test(test_peek_and_consume),
