@@ -303,7 +303,7 @@ free_items(struct tally__thread *t, struct item *items, unsigned n)
 /* The check word of a hold: keyed hashes of everything but its size and
  * itself, with no copy: of its head (store_id .. state) xor of its n
  * parts, so that a settle, which changes only the state, updates it from
- * the head alone (hold_recheck). */
+ * the head alone (see the end of settle). */
 static uint64_t
 hold_head_word(const tally_store *s, const tally_hold *h)
 {
