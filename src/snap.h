@@ -228,7 +228,7 @@ struct tally__kind {
 	 * of a PEEK step for a (TALLY_OK, TALLY_LIMITED or the placement's
 	 * error), answered from old without a copy, or TALLY__QUICK_NO where
 	 * a window or hold slot may be due (then the step answers).
-	 * test_budget and test_ratelimit check agreement on a grid. */
+	 * test_hold checks agreement with the step on random states. */
 	int (*fits)(const void *old, const struct tally__args *a);
 };
 
