@@ -191,11 +191,11 @@ struct handle {
  *     the failing one in the acquisition order (their versions moved by
  *     two, due windows rolled; tally.h: "nothing changed"). The harness
  *     skips admissions the model answers EOVERFLOW.
- *   TOL_STRAND: settling a second copy of a handle can leave a slot that
- *     counts no hold but holds amounts; the library then treats the
- *     record as holding nothing live, so those amounts stay in `held`
- *     for ever (no expiry heals them) and the other holds of that slot
- *     settle as GONE; the harness skips such settles.
+ *   TOL_STRAND: settling a second copy of a handle can uncount a slot's
+ *     last hold while amounts are left in it; the library (hold.c) and
+ *     the model drop those amounts with the slot, and the other holds of
+ *     that slot settle as GONE. Under this tolerance (for a library that
+ *     stranded them in `held`) the harness skips such settles.
  *   TOL_RETRY_OVERFLOW: a report's retry_after past INT64_MAX (a clock
  *     far before the time the request could pass: INT64_MIN, or a window
  *     that ends in the far future) overflows int64 in hold.c

@@ -671,7 +671,6 @@ holds_take(struct model_record *w, int64_t slot, const int64_t held[2],
 	   const int64_t actual[2], bool partial, int64_t moved[2])
 {
 	struct model_slot *sl;
-	bool empty = true;
 
 	moved[0] = moved[1] = 0;
 	if (slot < w->hold_base)
@@ -684,11 +683,12 @@ holds_take(struct model_record *w, int64_t slot, const int64_t held[2],
 	for (unsigned c = 0; c < w->ncounters; c++) {
 		moved[c] = partial && actual[c] < held[c] ? actual[c] : held[c];
 		sl->sum[c] -= moved[c];
-		empty = empty && sl->sum[c] == 0;
 	}
 	if (!partial)
 		sl->count--;
-	if (sl->count == 0 && empty)
+	/* A slot that counts no hold holds nothing (hold.c): what a settled
+	 * copy of a handle left there goes with it, so held cannot leak. */
+	if (sl->count == 0)
 		slot_drop(w, sl);
 	return 1;
 }
@@ -1946,9 +1946,10 @@ model_settle_partial(struct model *m, struct model_hold *hold,
  * A second settle of a copy of a handle takes its amounts again from a
  * slot that other holds share (the slot holds their sums: "two copies of
  * one handle are two handles to the library"). When that uncounts the
- * slot's last hold while amounts are left in it, the slot counts nothing
- * and still holds something; here it keeps them until it dies, like any
- * slot. Harnesses ask this before such a settle.
+ * slot's last hold while amounts are left in it, those amounts leave
+ * `held` with the slot (as in hold.c), and the other holds of the slot
+ * find nothing to settle. Harnesses ask this before such a settle (only
+ * to skip it under TOL_STRAND, for a library that kept the amounts).
  */
 bool
 model_settle_strands(const struct model *m, const struct model_hold *h)
