@@ -105,7 +105,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define TALLY_VERSION_MAJOR 0
-#define TALLY_VERSION_MINOR 3
+#define TALLY_VERSION_MINOR 4
 #define TALLY_VERSION_PATCH 0
 /* 0xMMmmpp: comparable with >= at compile time. */
 #define TALLY_VERSION_HEX                                                      \
@@ -631,6 +631,49 @@ typedef struct tally_limit {
 	tally_period period; /* required: FIXED, WEEK or MONTH */
 } tally_limit;
 
+/*
+ * A counter's algorithm (tally_ratelimit_config.tokens_algorithm and
+ * requests_algorithm, 0.4; a config of an older layout means FIXED).
+ *
+ * TALLY_ALGORITHM_FIXED: fixed windows on the record's lattice (ARCHITECTURE
+ *   section 2): a request of n passes iff used + held + n <= max; the window
+ *   roll zeroes used. Across a boundary up to 2 * max can pass within 2 ns.
+ * TALLY_ALGORITHM_SLIDING: the sliding-window counter (Cloudflare's
+ *   estimate) on the same lattice. With w the window length, e the time
+ *   since the current window's start, cur its usage (the view's usage) and
+ *   prev the usage of the window just before it (the view's *_previous; 0
+ *   when that window was missed: nothing is re-anchored at now), a request
+ *   of n passes iff
+ *       prev * (w - e) + (cur + held + n) * w <= max * w,
+ *   evaluated exactly (128-bit products). A roll into the next window makes
+ *   prev the closed window's usage; a roll over two or more windows makes it
+ *   0. Every w consecutive ns pass at most max + floor(max * (w - 2) / w)
+ *   units (the estimate's own bound, reached only by a burst right before a
+ *   boundary after an idle window), and the ns just before a boundary and
+ *   the boundary itself together pass at most max (fixed windows: 2 * max).
+ *   Windows must be of one length: a MONTH period is TALLY_EPERIOD; the
+ *   window length and max are at most 2^62 (ns, units) and a counter's usage
+ *   and held at most 2^62 - 1 (a charge beyond: TALLY_EOVERFLOW, or
+ *   TALLY_DECISION_OVERFLOW on a settle, as past INT64_MAX for FIXED).
+ *   Decisions read the precise clock (the estimate moves every ns); a bump
+ *   or a settle without a decision may use the coarse one, as for FIXED.
+ *   Reports: used is the estimate rounded up, ceil(prev * (w - e) / w) +
+ *   cur, so that remaining = max - used - held (at least 0) is exactly the
+ *   largest request that passes; window_start and window_end are the
+ *   current window's; retry_after is exact (the estimate's closed form, and
+ *   held dropping as holds expire); TALLY_DECISION_SLIDING is set.
+ * Changing a counter's algorithm by upsert keeps its usage, held and
+ * window; becoming SLIDING starts with prev = 0 (a fixed window keeps no
+ * earlier usage), leaving SLIDING drops prev. A SLIDING counter keeps prev
+ * across an upsert only if its window length stays and its window is still
+ * a window of the new lattice; otherwise (a new period, anchor, UTC offset
+ * or alignment) prev = 0 and its window becomes the new lattice's window
+ * that holds its old start (its usage kept), so that every window is w
+ * long. An operator reset of a SLIDING counter zeroes prev too.
+ */
+#define TALLY_ALGORITHM_FIXED 0u
+#define TALLY_ALGORITHM_SLIDING 1u
+
 typedef struct tally_ratelimit_config {
 	size_t size; /* sizeof(tally_ratelimit_config); set by _INIT */
 	tally_limit tokens;
@@ -638,13 +681,17 @@ typedef struct tally_ratelimit_config {
 	int64_t anchor;             /* ns, or TALLY_ANCHOR_DEFAULT */
 	int32_t utc_offset_minutes; /* local time = UTC + this */
 	bool calendar_aligned;      /* boundaries on the local grid */
+	/* 0.4: TALLY_ALGORITHM_* per counter (another value: TALLY_EINVAL) */
+	uint32_t tokens_algorithm;
+	uint32_t requests_algorithm;
 } tally_ratelimit_config;
 
 /* clang-format off */
 #define TALLY_RATELIMIT_CONFIG_INIT                                            \
 	{sizeof(tally_ratelimit_config),                                       \
 	 {false, 0, TALLY_PERIOD_NONE_INIT}, {false, 0, TALLY_PERIOD_NONE_INIT}, \
-	 TALLY_ANCHOR_DEFAULT, 0, false}
+	 TALLY_ANCHOR_DEFAULT, 0, false, TALLY_ALGORITHM_FIXED,                 \
+	 TALLY_ALGORITHM_FIXED}
 /* clang-format on */
 
 typedef struct tally_counter_view {
@@ -664,18 +711,28 @@ typedef struct tally_ratelimit_view {
 	int64_t tokens_held;
 	int64_t requests_held;
 	uint64_t holds;
+	/* 0.4: a SLIDING counter's prev, the usage of the window before its
+	 * current one (0 for FIXED). The 0.4 layout also grew `config` (its
+	 * algorithms): a view of the 0.2 or 0.3 layout, by its size, is
+	 * filled in that layout, with the config as those versions had it. */
+	int64_t tokens_previous;
+	int64_t requests_previous;
 } tally_ratelimit_view;
 
 /* clang-format off */
 #define TALLY_RATELIMIT_VIEW_INIT                                              \
 	{sizeof(tally_ratelimit_view), TALLY_RATELIMIT_CONFIG_INIT,            \
-	 {0, 0, 0}, {0, 0, 0}, 0, 0, 0, 0, 0}
+	 {0, 0, 0}, {0, 0, 0}, 0, 0, 0, 0, 0, 0, 0}
 /* clang-format on */
 
 /* The rate-limit calls follow the budget calls' conventions. */
 
 /* As tally_budget_upsert. A counter with no period is TALLY_EPERIOD;
- * has_max with max < 0 is TALLY_EINVAL. */
+ * has_max with max < 0 is TALLY_EINVAL; so is an unknown algorithm. A
+ * SLIDING counter with a MONTH period or a window over 2^62 ns is
+ * TALLY_EPERIOD, with a max over 2^62 - 1 TALLY_EINVAL. An existing
+ * counter that would become SLIDING with a usage or held over 2^62 - 1 is
+ * TALLY_EOVERFLOW (nothing changes). */
 TALLY_API TALLY_NODISCARD int
 tally_ratelimit_upsert(tally_store *store, const char *key,
 		       const tally_ratelimit_config *config,
@@ -693,7 +750,8 @@ TALLY_API TALLY_NODISCARD int
 tally_ratelimit_bump(tally_store *store, const char *key, int64_t tokens,
 		     int64_t requests, tally_ratelimit_view *view);
 
-/* TALLY_LIMITED if any counter with a max has usage + held >= max (a due
+/* TALLY_LIMITED if any counter with a max has usage + held >= max (a
+ * sliding counter: a request of 1 would not pass its estimate; a due
  * counter counts as rolled, an expired hold as dropped). limited (may be NULL) receives the mask of blocking
  * counters (0 with TALLY_OK). Reads only. */
 TALLY_API TALLY_NODISCARD int tally_ratelimit_check(tally_store *store,
@@ -703,7 +761,8 @@ TALLY_API TALLY_NODISCARD int tally_ratelimit_check(tally_store *store,
 
 /*
  * Take tokens and requests only if both fit (usage + held + amount <= max for
- * each counter that has a max); otherwise nothing and TALLY_LIMITED, with the
+ * each counter that has a max; a sliding counter: its estimate's test, see
+ * TALLY_ALGORITHM_SLIDING); otherwise nothing and TALLY_LIMITED, with the
  * mask of counters that did not fit in *limited (may be NULL; 0 with
  * TALLY_OK). A sum beyond INT64_MAX does not fit a counter with a max
  * (TALLY_LIMITED); on a counter without a max it is TALLY_EOVERFLOW, unless
@@ -722,8 +781,8 @@ tally_ratelimit_try_consume(tally_store *store, const char *key, int64_t tokens,
  * Operator reset of the counters in `counters` (a mask of TALLY_COUNTER_TOKENS
  * and TALLY_COUNTER_REQUESTS, optionally with TALLY_RESET_DUE_ONLY), only if
  * the record still holds version observed_version. Each reset counter gets
- * usage 0 and the window of now (kept if the clock went back, as for
- * budgets); the others keep everything. *reset (may be NULL) receives the
+ * usage 0 (a sliding one prev 0 too) and the window of now (kept if the
+ * clock went back, as for budgets); the others keep everything. *reset (may be NULL) receives the
  * mask of counters that were reset: 0 if none was due (then nothing changes
  * and the version stays) and 0 with TALLY_CONFLICT. Returns TALLY_OK,
  * TALLY_CONFLICT (view: the current snapshot), TALLY_ENOENT, TALLY_EINVAL
@@ -928,6 +987,9 @@ typedef struct tally_hold {
 #define TALLY_DECISION_GONE 0x40u
 #define TALLY_DECISION_UNLIMITED 0x80u /* counter without a max */
 #define TALLY_DECISION_OVERFLOW 0x100u /* sum past INT64_MAX: not charged */
+/* The counter is a sliding window (TALLY_ALGORITHM_SLIDING): used is its
+ * estimate, and a header's reset is the time a refused request could pass. */
+#define TALLY_DECISION_SLIDING 0x200u
 
 /* retry_after when a request of this size can never pass. */
 #define TALLY_RETRY_NEVER INT64_MAX

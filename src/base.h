@@ -68,6 +68,9 @@
 #define TALLY__WRAPS
 #endif
 
+/* Signed 128-bit products (GCC and Clang). */
+__extension__ typedef __int128 tally__i128;
+
 #define TALLY__LIKELY(x) __builtin_expect(!!(x), 1)
 #define TALLY__UNLIKELY(x) __builtin_expect(!!(x), 0)
 

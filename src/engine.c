@@ -29,6 +29,10 @@ tally__view_out_old(const struct tally__kind *k, const void *snap,
 	size_t size;
 
 	TALLY_ASSERT(k->view_size <= sizeof full);
+	if (k->view_old != NULL) {
+		k->view_old(snap, incarnation, view);
+		return;
+	}
 	memcpy(&size, view, sizeof size);
 	k->view(snap, incarnation, full);
 	memcpy((char *)view + sizeof size, (char *)full + sizeof size,

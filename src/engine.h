@@ -80,6 +80,23 @@ tally__view_out(const struct tally__kind *k, const void *snap,
 		tally__view_out_old(k, snap, incarnation, view);
 }
 
+/* The kind's quick path; if it needs the exact clock (a sliding counter's
+ * decision, with a coarse reading), reads it and asks again. */
+static inline int
+tally__quick_exact(tally_store *s, tally__quick_fn *quick, const void *old,
+		   void *next, struct tally__args *a, bool *install)
+{
+	int rc = quick(old, next, a, install);
+
+	if (TALLY__UNLIKELY(rc == TALLY__QUICK_NO && a->need_exact)) {
+		a->now = tally__now(s);
+		a->now_coarse = false;
+		a->need_exact = false;
+		rc = quick(old, next, a, install);
+	}
+	return rc;
+}
+
 /* The kind's step; if a coarse clock reading could not decide whether a
  * window is due, reads the exact clock and runs the step again. */
 static inline int
@@ -105,7 +122,7 @@ tally__step(tally_store *s, const struct tally__kind *k, tally__quick_fn *quick,
 	    const void *old, void *next, struct tally__args *a,
 	    struct tally__rolls *rolls, bool *install)
 {
-	int rc = quick(old, next, a, install);
+	int rc = tally__quick_exact(s, quick, old, next, a, install);
 
 	if (rc != TALLY__QUICK_NO)
 		return rc;
@@ -335,7 +352,8 @@ tally__read_inline(struct tally__op *op, enum tally__op_code code,
 		}
 		/* The quick path's check leaves buf alone: it answers from
 		 * old, which is then what the view shows. */
-		rc = quick(old, buf, &op->args, &install);
+		rc = tally__quick_exact(s, quick, old, buf, &op->args,
+					&install);
 		if (rc != TALLY__QUICK_NO) {
 			if (rc >= 0)
 				tally__view_out(k, old, r->incarnation,

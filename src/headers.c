@@ -38,6 +38,11 @@
  *   a window would promise capacity that does not come back). Without a
  *   window there is no w, no X-RateLimit-Reset, no x-ratelimit-reset-*,
  *   and t only on a refusing counter whose retry-after is finite.
+ *   A sliding counter (TALLY_DECISION_SLIDING) has the window of its
+ *   lattice (w is its length), but when it refuses, its reset (t,
+ *   X-RateLimit-Reset, x-ratelimit-reset-*) is its retry-after: the
+ *   estimate falls gradually, so the window's end is not when a request
+ *   passes again (it may pass before, or only in the next window).
  *
  * Arithmetic
  *   Differences of two int64 instants are taken in uint64 (to - from when
@@ -89,6 +94,7 @@ struct hdr_item {
 	uint64_t max;     /* at least 0 */
 	uint64_t left;    /* remaining as shown: 0 when refusing */
 	uint64_t reset;   /* windowed: ns to window_end (refusing: >= 1) */
+	int64_t reset_at; /* windowed: the instant of reset (epoch field) */
 	uint64_t w;       /* windowed: window length, s (0: no w) */
 	uint64_t t;       /* has_t: effective window, s */
 	uint64_t retry_s; /* refusing and not never: retry-after, s */
@@ -260,11 +266,23 @@ hdr_resolve(const tally_decision *d, const tally_header_policy *p,
 	it->windowed = c->window_end != INT64_MAX &&
 		       p->unit != TALLY_UNIT_CONCURRENT_REQUESTS;
 	it->reset = 0;
+	it->reset_at = 0;
 	it->w = 0;
 	it->has_t = false;
 	it->t = 0;
 	if (it->windowed) {
 		it->reset = hdr_ns_until(d->now, c->window_end);
+		it->reset_at = c->window_end;
+		/* A refused sliding counter does not pass at its window's
+		 * end but when its estimate has fallen far enough: its
+		 * reset is its retry-after. */
+		if (it->refusing && (c->flags & TALLY_DECISION_SLIDING) != 0 &&
+		    c->retry_after != TALLY_RETRY_NEVER) {
+			it->reset = hdr_nonneg(c->retry_after);
+			if (__builtin_add_overflow(d->now, c->retry_after,
+						   &it->reset_at))
+				it->reset_at = INT64_MAX;
+		}
 		if (it->refusing && it->reset == 0)
 			it->reset = 1;
 		it->w = hdr_ceil_s(
@@ -429,9 +447,8 @@ tally_headers_format(const tally_decision *decision,
 		hdr_put_line_u(&o, "X-RateLimit-Limit: ", it.max);
 		hdr_put_line_u(&o, "X-RateLimit-Remaining: ", it.left);
 		if (it.windowed && (fields & TALLY_HEADERS_LEGACY_EPOCH) != 0)
-			hdr_put_line_u(
-				&o, "X-RateLimit-Reset: ",
-				hdr_ceil_s(hdr_nonneg(it.c->window_end)));
+			hdr_put_line_u(&o, "X-RateLimit-Reset: ",
+				       hdr_ceil_s(hdr_nonneg(it.reset_at)));
 		else if (it.windowed)
 			hdr_put_line_u(&o, "X-RateLimit-Reset: ",
 				       hdr_ceil_s(it.reset));

@@ -301,6 +301,64 @@ tally__retry_after(const struct tally__hs *h, unsigned c,
 	return __builtin_sub_overflow(best, now, &best) ? INT64_MAX - 1 : best;
 }
 
+/*
+ * How long after x a request of `amount` passes with held (swin.h), or
+ * TALLY_RETRY_NEVER. The windows roll at boundaries of int64 time only: a
+ * boundary at or past INT64_MAX never comes (tally__window_due), so a
+ * pass time that needs one, or lies past INT64_MAX, is never. A wait past
+ * int64 (a clock far before the window) saturates below NEVER, as
+ * tally__retry_after's does.
+ */
+static int64_t
+sliding_wait(int64_t w, int64_t max, const struct tally__swin *st, int64_t x,
+	     int64_t held, int64_t amount)
+{
+	struct tally__swin_pass p;
+	tally__i128 b1, b2, d;
+
+	if (tally__swin_pass_at(w, max, st, x, held, amount, &p) != TALLY_OK ||
+	    p.never)
+		return TALLY_RETRY_NEVER;
+	b1 = (tally__i128)p.start + w;
+	b2 = b1 + w;
+	if (p.at > INT64_MAX || (p.at >= b1 && b1 >= INT64_MAX) ||
+	    (p.at >= b2 && b2 >= INT64_MAX))
+		return TALLY_RETRY_NEVER;
+	d = p.at - x;
+	return d > INT64_MAX - 1 ? INT64_MAX - 1 : (int64_t)d;
+}
+
+int64_t
+tally__retry_after_sliding(const struct tally__hs *h, unsigned c,
+			   const struct tally__grain *g, int64_t now,
+			   int64_t amount, int64_t max, int64_t w,
+			   const struct tally__swin *st)
+{
+	int64_t best;
+
+	if (amount > max)
+		return TALLY_RETRY_NEVER;
+	best = sliding_wait(w, max, st, now, *h->total[c], amount);
+	if (best != 0 && *h->due != INT64_MAX) {
+		int64_t b = first_live(h, g);
+
+		for (int64_t j = b; j < b + TALLY__HOLD_SLOTS; j++) {
+			int64_t x = j * g->g, d, wait;
+
+			/* (x - now) + d >= best for every later slot too. */
+			if (x <= now || (tally__i128)x - now >= best)
+				continue;
+			d = sliding_wait(w, max, st, x, held_at(h, c, g, x),
+					 amount);
+			if (d != TALLY_RETRY_NEVER &&
+			    !__builtin_add_overflow(x - now, d, &wait) &&
+			    wait < best)
+				best = wait;
+		}
+	}
+	return best;
+}
+
 void
 tally__report_counter(tally_counter_report *rep, const struct tally__hs *h,
 		      unsigned c, const struct tally__args *a, int64_t amount,

@@ -32,6 +32,7 @@
 #define TALLY_HOLD_H
 
 #include "snap.h"
+#include "swin.h"
 
 #define TALLY__HOLD_SLOTS 4
 
@@ -166,6 +167,22 @@ int64_t tally__retry_after(const struct tally__hs *h, unsigned c,
 			   const struct tally__grain *grain, int64_t now,
 			   int64_t amount, int64_t max, int64_t used,
 			   int64_t window_end);
+
+/*
+ * The same for a sliding counter (swin.h) whose state is *st (rolled to
+ * now or not: the math rolls it) with window length w: the least, over
+ * now and each live slot's end x after now, of (x - now) plus the time
+ * after x at which `amount` passes with the held left at x
+ * (tally__swin_retry_after, the recipe of swin.h). Held only drops, so
+ * the least is the first time it passes. The amounts are in swin.h's
+ * range (the kind keeps them there); TALLY_RETRY_NEVER if amount > max,
+ * or if it would pass only past INT64_MAX or after a boundary at or past
+ * INT64_MAX (which never comes: such a window never rolls).
+ */
+int64_t tally__retry_after_sliding(const struct tally__hs *h, unsigned c,
+				   const struct tally__grain *grain,
+				   int64_t now, int64_t amount, int64_t max,
+				   int64_t w, const struct tally__swin *st);
 
 /*
  * Fills a counter report for the counter c of a record (next, after the

@@ -5,6 +5,13 @@
  * both counters in one CAS, so "both or neither" (try_consume) and "one
  * bump adds tokens and requests together" hold by construction. The window
  * invariant of budget.c holds per counter. Pure, like budget.c.
+ *
+ * A counter is FIXED or SLIDING (tally.h, TALLY_ALGORITHM_*). A sliding
+ * counter lives on the same lattice and rolls like a fixed one, and keeps
+ * in prev[i] the usage of the window before its current one (swin.h's
+ * state is (window_start, usage, prev[i])); its decisions subtract the
+ * previous window's weighted part (tally__rl_passes) and its reports show
+ * the estimate (report_sliding).
  */
 #include <string.h>
 
@@ -56,6 +63,10 @@ roll_due(struct tally__rl_snap *s, struct tally__args *a,
 		if (start <= c->window_start)
 			continue;
 		note(rolls, i, c, start);
+		/* Sliding: the window just closed is the previous one only
+		 * if the new one follows it (swin.h, Roll). */
+		if (c->algorithm == TALLY_ALGORITHM_SLIDING)
+			s->prev[i] = start == c->window_end ? c->usage : 0;
 		c->usage = 0;
 		c->window_start = start;
 		c->window_end = end;
@@ -65,19 +76,21 @@ roll_due(struct tally__rl_snap *s, struct tally__args *a,
 }
 
 static void
-apply_limit(struct tally__counter *c, const tally_limit *lim)
+apply_limit(struct tally__counter *c, const tally_limit *lim,
+	    uint32_t algorithm)
 {
 	c->has_max = lim->has_max ? 1 : 0;
 	c->max = lim->has_max ? lim->max : 0;
 	c->period_count = lim->period.count;
 	c->period_unit = (uint8_t)lim->period.unit;
+	c->algorithm = (uint8_t)algorithm;
 }
 
 static void
 apply_config(struct tally__rl_snap *s, const tally_ratelimit_config *cfg)
 {
-	apply_limit(&s->c[0], &cfg->tokens);
-	apply_limit(&s->c[1], &cfg->requests);
+	apply_limit(&s->c[0], &cfg->tokens, cfg->tokens_algorithm);
+	apply_limit(&s->c[1], &cfg->requests, cfg->requests_algorithm);
 	s->offset_min = (int16_t)cfg->utc_offset_minutes;
 	s->aligned = cfg->calendar_aligned ? 1 : 0;
 	if (cfg->anchor != TALLY_ANCHOR_DEFAULT)
@@ -85,11 +98,29 @@ apply_config(struct tally__rl_snap *s, const tally_ratelimit_config *cfg)
 }
 
 static int
-validate_limit(const tally_limit *lim)
+validate_limit(const tally_limit *lim, uint32_t algorithm)
 {
+	int rc;
+
 	if (lim->has_max && lim->max < 0)
 		return TALLY_EINVAL;
-	return tally__period_validate(&lim->period, false);
+	if (algorithm != TALLY_ALGORITHM_FIXED &&
+	    algorithm != TALLY_ALGORITHM_SLIDING)
+		return TALLY_EINVAL;
+	if ((rc = tally__period_validate(&lim->period, false)) != TALLY_OK ||
+	    algorithm == TALLY_ALGORITHM_FIXED)
+		return rc;
+	/* Sliding: windows of one length w <= 2^62, amounts in swin.h's
+	 * range. */
+	if (lim->period.unit == TALLY_PERIOD_MONTH ||
+	    (lim->period.unit == TALLY_PERIOD_WEEK
+		     ? lim->period.count > TALLY__SWIN_WIDTH_MAX /
+						   (7 * INT64_C(86400000000000))
+		     : lim->period.count > TALLY__SWIN_WIDTH_MAX))
+		return TALLY_EPERIOD;
+	if (lim->has_max && lim->max > TALLY__SWIN_AMOUNT_MAX)
+		return TALLY_EINVAL;
+	return TALLY_OK;
 }
 
 int
@@ -101,9 +132,10 @@ tally__rl_validate(const void *config)
 	if (cfg->utc_offset_minutes < -TALLY_UTC_OFFSET_MAX ||
 	    cfg->utc_offset_minutes > TALLY_UTC_OFFSET_MAX)
 		return TALLY_EINVAL;
-	if ((rc = validate_limit(&cfg->tokens)) != TALLY_OK)
+	if ((rc = validate_limit(&cfg->tokens, cfg->tokens_algorithm)) !=
+	    TALLY_OK)
 		return rc;
-	return validate_limit(&cfg->requests);
+	return validate_limit(&cfg->requests, cfg->requests_algorithm);
 }
 
 void
@@ -154,40 +186,82 @@ catch_up(struct tally__rl_snap *s, struct tally__args *a,
 	return roll_due(s, a, rolls) != 0 || changed;
 }
 
-/* Mask of counters with a max that used + held has reached. */
+/* Mask of counters with a max that used + held has reached (a sliding
+ * counter: its estimate). */
 static unsigned
-blocked(const struct tally__rl_snap *s)
+blocked(const struct tally__rl_snap *s, struct tally__args *a)
+{
+	unsigned mask = 0;
+
+	for (unsigned i = 0; i < 2; i++)
+		if (s->c[i].has_max && !tally__rl_passes(s, i, a, 1))
+			mask |= tally__rl_bit(i);
+	return mask;
+}
+
+/* Mask of counters with a max that amount does not fit, at now. */
+static unsigned
+no_room_at(const struct tally__rl_snap *s, const int64_t amount[2], int64_t now)
 {
 	unsigned mask = 0;
 
 	for (unsigned i = 0; i < 2; i++)
 		if (s->c[i].has_max &&
-		    tally__room(s->c[i].max, s->c[i].usage, s->c[i].held) <= 0)
+		    !tally__rl_passes_at(s, i, now, amount[i]))
 			mask |= tally__rl_bit(i);
 	return mask;
 }
 
-/* Mask of counters with a max that amount does not fit. */
+/* The same at a->now, asking for the exact clock where it decides. */
 static unsigned
-no_room(const struct tally__rl_snap *s, const int64_t amount[2])
+no_room(const struct tally__rl_snap *s, struct tally__args *a)
 {
-	unsigned mask = 0;
+	if ((s->c[0].algorithm | s->c[1].algorithm) != 0 && a->now_coarse)
+		a->need_exact = true;
+	return no_room_at(s, a->amount, a->now);
+}
 
-	for (unsigned i = 0; i < 2; i++) {
-		const struct tally__counter *c = &s->c[i];
-
-		if (c->has_max &&
-		    amount[i] > tally__room(c->max, c->usage, c->held))
-			mask |= tally__rl_bit(i);
-	}
-	return mask;
+/* Whether usage + amount passes a counter's cap (tally__rl_cap). */
+static bool
+over_cap(const struct tally__counter *c, int64_t amount)
+{
+	return amount > tally__rl_cap(c) - c->usage;
 }
 
 static bool
 would_overflow(const struct tally__rl_snap *s, const int64_t amount[2])
 {
-	return amount[0] > INT64_MAX - s->c[0].usage ||
-	       amount[1] > INT64_MAX - s->c[1].usage;
+	return over_cap(&s->c[0], amount[0]) || over_cap(&s->c[1], amount[1]);
+}
+
+/* A sliding counter's report: used is the estimate rounded up, so that
+ * max - used - held is the largest request tally__rl_passes lets through;
+ * retry_after from swin.h's closed
+ * form with the holds' expiries (tally__retry_after_sliding). */
+static void
+report_sliding(tally_counter_report *rep, const struct tally__rl_snap *s,
+	       const struct tally__hs *h, unsigned i,
+	       const struct tally__args *a, int64_t amount)
+{
+	const struct tally__counter *c = &s->c[i];
+	struct tally__swin st;
+
+	/* An amount that fits anything: the fixed retry_after is 0 at once,
+	 * and replaced below. */
+	tally__report_counter(rep, h, i, a, INT64_MIN, c->has_max != 0, c->max,
+			      c->usage + tally__rl_carry(c, s->prev[i], a->now),
+			      c->window_start, c->window_end);
+	rep->flags |= TALLY_DECISION_SLIDING;
+	if (!c->has_max)
+		return;
+	if (amount > c->max)
+		rep->flags |= TALLY_DECISION_TOO_BIG;
+	st.start = c->window_start;
+	st.cur = c->usage;
+	st.prev = s->prev[i];
+	rep->retry_after =
+		tally__retry_after_sliding(h, i, a->grain, a->now, amount,
+					   c->max, tally__rl_width(c), &st);
 }
 
 void
@@ -202,12 +276,14 @@ tally__rl_report(const void *snap, const struct tally__args *a,
 	rep->flags = 0;
 	for (unsigned i = 0; i < 2; i++) {
 		const struct tally__counter *c = &s->c[i];
+		int64_t amount = settling ? a->held_amount[i] : a->amount[i];
 
-		tally__report_counter(&rep->c[i], &h, i, a,
-				      settling ? a->held_amount[i]
-					       : a->amount[i],
-				      c->has_max != 0, c->max, c->usage,
-				      c->window_start, c->window_end);
+		if (c->algorithm == TALLY_ALGORITHM_SLIDING)
+			report_sliding(&rep->c[i], s, &h, i, a, amount);
+		else
+			tally__report_counter(&rep->c[i], &h, i, a, amount,
+					      c->has_max != 0, c->max, c->usage,
+					      c->window_start, c->window_end);
 		rep->c[i].counter = tally__rl_bit(i);
 		rep->flags |= rep->c[i].flags;
 	}
@@ -242,6 +318,16 @@ mask_flags(unsigned flags[2], unsigned mask, unsigned flag)
 		flags[i] = (mask & tally__rl_bit(i)) != 0 ? flag : 0;
 }
 
+static bool
+held_over_cap(const struct tally__rl_snap *s, const int64_t amount[2])
+{
+	for (unsigned i = 0; i < 2; i++)
+		if (s->c[i].algorithm == TALLY_ALGORITHM_SLIDING &&
+		    amount[i] > TALLY__SWIN_AMOUNT_MAX - s->c[i].held)
+			return true;
+	return false;
+}
+
 /* A peek that stands for a hold (a->ttl > 0: admission's read-only pass)
  * also answers whether the hold would fit its slot: TALLY_OK or
  * TALLY_EOVERFLOW. */
@@ -250,7 +336,11 @@ peek_fit(struct tally__rl_snap *s, const struct tally__args *a)
 {
 	struct tally__hs h = hs_of(s);
 
-	return a->ttl > 0 ? tally__holds_fit(&h, a, a->amount) : TALLY_OK;
+	if (a->ttl <= 0)
+		return TALLY_OK;
+	if (held_over_cap(s, a->amount))
+		return TALLY_EOVERFLOW;
+	return tally__holds_fit(&h, a, a->amount);
 }
 
 int
@@ -265,9 +355,10 @@ tally__rl_fits(const void *old_snap, const struct tally__args *a)
 	TALLY_ASSERT(a->op == TALLY__OP_PEEK && a->report == NULL);
 	if (s->hold_due < due)
 		due = s->hold_due;
-	if (!tally__surely_not_due(a, due))
+	if (!tally__surely_not_due(a, due) ||
+	    ((s->c[0].algorithm | s->c[1].algorithm) != 0 && a->now_coarse))
 		return TALLY__QUICK_NO;
-	if (!a->shadow && no_room(s, a->amount) != 0)
+	if (!a->shadow && no_room_at(s, a->amount, a->now) != 0)
 		return TALLY_LIMITED;
 	return peek_fit(s, a);
 }
@@ -299,7 +390,7 @@ settle(struct tally__rl_snap *next, struct tally__args *a,
 			flags[i] |= TALLY_DECISION_LATE;
 		else if (actual > a->moved[i])
 			overdraft[i] = actual - a->moved[i];
-		if (actual > INT64_MAX - c->usage) {
+		if (over_cap(c, actual)) {
 			flags[i] |= TALLY_DECISION_OVERFLOW;
 			overdraft[i] = 0;
 		} else {
@@ -314,6 +405,38 @@ settle(struct tally__rl_snap *next, struct tally__args *a,
 	a->overdraft[1] = overdraft[1];
 	report(next, a, flags, overdraft);
 	return TALLY_OK;
+}
+
+/*
+ * After an upsert applied the config: counter i's window on the new
+ * lattice. A fixed counter keeps its window start and takes the end of the
+ * new lattice's window that holds it. A sliding one keeps prev only if it
+ * was sliding with the same window length and its window is a window of
+ * the new lattice (prev is then still the usage of the one before); else
+ * prev = 0 and the window becomes the new lattice's window that holds the
+ * old start, so every window of a sliding counter is w long (tally.h).
+ */
+static void
+relattice(struct tally__rl_snap *s, unsigned i,
+	  const struct tally__counter *was)
+{
+	struct tally__counter *c = &s->c[i];
+	tally__lattice l;
+	int64_t start, end;
+
+	lattice_of(s, c, &l);
+	tally__window(&l, c->window_start, &start, &end);
+	if (c->algorithm != TALLY_ALGORITHM_SLIDING) {
+		s->prev[i] = 0;
+		c->window_end = end;
+		return;
+	}
+	if (was->algorithm != TALLY_ALGORITHM_SLIDING ||
+	    tally__rl_width(was) != tally__rl_width(c) ||
+	    start != c->window_start)
+		s->prev[i] = 0;
+	c->window_start = start;
+	c->window_end = end;
 }
 
 int
@@ -338,7 +461,9 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		(void)catch_up(next, a, NULL);
 		if (a->need_exact)
 			return TALLY__NEED_CLOCK;
-		a->out_mask = blocked(next);
+		a->out_mask = blocked(next, a);
+		if (a->need_exact)
+			return TALLY__NEED_CLOCK;
 		return a->out_mask != 0 ? TALLY_LIMITED : TALLY_OK;
 
 	case TALLY__OP_BUMP:
@@ -349,7 +474,11 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 			tally__notes_clear(rolls);
 			return TALLY_EOVERFLOW;
 		}
-		mask = a->shadow ? no_room(next, a->amount) : 0;
+		mask = a->shadow ? no_room(next, a) : 0;
+		if (a->need_exact) {
+			tally__notes_clear(rolls);
+			return TALLY__NEED_CLOCK;
+		}
 		next->c[0].usage += a->amount[0];
 		next->c[1].usage += a->amount[1];
 		*install = changed || a->amount[0] != 0 || a->amount[1] != 0;
@@ -363,7 +492,9 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		changed = catch_up(next, a, rolls);
 		if (a->need_exact)
 			return TALLY__NEED_CLOCK;
-		mask = no_room(next, a->amount);
+		mask = no_room(next, a);
+		if (a->need_exact)
+			return TALLY__NEED_CLOCK;
 		if (mask != 0 && !(a->shadow && a->op != TALLY__OP_TRY)) {
 			tally__notes_clear(rolls);
 			a->out_mask = mask;
@@ -378,6 +509,13 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 			return peek_fit(next, a);
 		}
 		if (a->op == TALLY__OP_HOLD) {
+			/* A sliding counter's held stays in swin.h's range
+			 * (only a shadow hold can pass its max). */
+			if (held_over_cap(next, a->amount)) {
+				tally__notes_clear(rolls);
+				*next = *old;
+				return TALLY_EOVERFLOW;
+			}
 			rc = tally__holds_place(&h, a, a->amount);
 			if (rc != TALLY_OK) {
 				tally__notes_clear(rolls);
@@ -423,6 +561,7 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 			}
 			note(rolls, i, c, start);
 			c->usage = 0;
+			next->prev[i] = 0; /* sliding: nothing carried */
 			c->window_start = start;
 			c->window_end = end;
 			mask |= tally__rl_bit(i);
@@ -443,14 +582,15 @@ tally__rl_step(const void *old_snap, void *next_snap, struct tally__args *a,
 		if (next->hold_due != INT64_MAX)
 			(void)tally__holds_expire(&h, a, rolls);
 		apply_config(next, a->config);
-		for (unsigned i = 0; i < 2; i++) {
-			struct tally__counter *c = &next->c[i];
-			tally__lattice l;
-			int64_t start;
-
-			lattice_of(next, c, &l);
-			tally__window(&l, c->window_start, &start,
-				      &c->window_end);
+		for (unsigned i = 0; i < 2; i++)
+			relattice(next, i, &old->c[i]);
+		/* A counter becoming sliding keeps its usage and held, which
+		 * must then be in its range (tally.h). */
+		if (over_cap(&next->c[0], 0) || over_cap(&next->c[1], 0) ||
+		    held_over_cap(next, (const int64_t[2]){0, 0})) {
+			tally__notes_clear(rolls);
+			*next = *old;
+			return TALLY_EOVERFLOW;
 		}
 		*install = true;
 		return TALLY_OK;
@@ -487,10 +627,45 @@ tally__rl_view(const void *snap, uint64_t incarnation, void *view)
 	v->incarnation = incarnation;
 	v->tokens_held = s->c[0].held;
 	v->requests_held = s->c[1].held;
+	v->tokens_previous = s->prev[0];
+	v->requests_previous = s->prev[1];
+	v->config.tokens_algorithm = s->c[0].algorithm;
+	v->config.requests_algorithm = s->c[1].algorithm;
 	v->holds = 0;
 	for (unsigned i = 0; s->hold_due != INT64_MAX && i < TALLY__HOLD_SLOTS;
 	     i++)
 		v->holds += s->hold_count[i];
+}
+
+void
+tally__rl_view_old(const void *snap, uint64_t incarnation, void *view)
+{
+	tally_ratelimit_view v;
+	struct tally__rl_view_03 o;
+	size_t size;
+
+	memcpy(&size, view, sizeof size);
+	memset(&v, 0, sizeof v); /* its padding, copied below, is defined */
+	TALLY_ASSERT(size < sizeof v && size >= sizeof(size_t));
+	tally__rl_view(snap, incarnation, &v);
+	memset(&o, 0, sizeof o);
+	o.config.size = sizeof o.config;
+	o.config.tokens = v.config.tokens;
+	o.config.requests = v.config.requests;
+	o.config.anchor = v.config.anchor;
+	o.config.utc_offset_minutes = v.config.utc_offset_minutes;
+	o.config.calendar_aligned = v.config.calendar_aligned;
+	o.tokens = v.tokens;
+	o.requests = v.requests;
+	o.version = v.version;
+	o.incarnation = v.incarnation;
+	o.tokens_held = v.tokens_held;
+	o.requests_held = v.requests_held;
+	o.holds = v.holds;
+	if (size > sizeof o)
+		size = sizeof o;
+	memcpy((char *)view + sizeof size, (char *)&o + sizeof size,
+	       size - sizeof size);
 }
 
 bool
@@ -508,5 +683,9 @@ _Static_assert(sizeof(((struct tally__rl_snap *)0)->hold_count) ==
 	       "a slot count per hold slot");
 _Static_assert(offsetof(struct tally__rl_snap, anchor) == 128,
 	       "the hot fields of a rate-limit snapshot fill its first lines");
+_Static_assert(sizeof(struct tally__rl_config_03) == 88 &&
+		       sizeof(struct tally__rl_view_03) == 184 &&
+		       offsetof(struct tally__rl_view_03, tokens_held) == 160,
+	       "the 0.3 layouts are frozen (x86-64 and LP64 ABIs)");
 _Static_assert(sizeof(struct tally__rl_snap) <= TALLY__SNAP_MAX,
 	       "TALLY__SNAP_MAX holds a rate-limit snapshot");

@@ -218,6 +218,9 @@ struct tally__kind {
 	tally__step_fn *step;
 	/* Fills a full-size public view (all but its size field). */
 	void (*view)(const void *snap, uint64_t incarnation, void *view);
+	/* Fills a view of an older layout (size view_v1 .. view_size - 1)
+	 * where that is not a prefix of the current one; NULL: it is. */
+	void (*view_old)(const void *snap, uint64_t incarnation, void *view);
 	/* Whether a window or a hold slot of snap is due at now (sweep). */
 	bool (*due)(const void *snap, int64_t now);
 	/* Fills rep->c[] and rep->flags from snap (a transition's result)

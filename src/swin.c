@@ -204,52 +204,85 @@ tally__swin_remaining(int64_t w, int64_t max, const struct tally__swin *st,
 	return TALLY_OK;
 }
 
+/* The wait d of tally__swin_retry_after, in 128 bits, from the state a at
+ * now' (checked); -1 for never. */
+static i128
+wait_wide(int64_t w, int64_t max, const struct at *a, int64_t now, int64_t held,
+	  int64_t n)
+{
+	i128 avail, b, d;
+	int64_t p, c;
+
+	if (fits(w, max, a, held, n))
+		return 0;
+	avail = (i128)max - held - n; /* what the estimate may reach */
+	if (avail < 0)
+		return -1;
+	p = a->st.prev;
+	c = a->st.cur;
+	/* The current window: prev * (w - e - d) <= (avail - cur) * w. It
+	 * fails at d = 0, so p > 0 and the least d is w - e - floor(b / p),
+	 * inside the window iff floor(b / p) >= 1. */
+	b = (avail - c) * w;
+	if (p > 0 && b >= p) {
+		d = w - a->e - b / p;
+	} else {
+		/* The next window, at offset e2: cur * (w - e2) <= avail * w. */
+		b = avail * w;
+		if (c == 0)
+			d = w - a->e;
+		else if (b >= c)
+			d = w - a->e + (b / c >= w ? 0 : w - b / c);
+		else /* the window after: prev'' = cur'' = 0, avail >= 0 */
+			d = 2 * (i128)w - a->e;
+	}
+	if (now < a->st.start)
+		d += (i128)a->st.start - now;
+	return d;
+}
+
 int
 tally__swin_retry_after(int64_t w, int64_t max, const struct tally__swin *st,
 			int64_t now, int64_t held, int64_t n, int64_t *out)
 {
 	int rc = check_all(w, max, st, held, n);
 	struct at a;
-	i128 avail, b, d;
-	int64_t p, c;
+	i128 d;
 
 	if (rc != TALLY_OK)
 		return rc;
 	if (out == NULL)
 		return TALLY_EINVAL;
 	a = at_now(w, st, now);
-	if (fits(w, max, &a, held, n)) {
-		*out = 0;
-		return TALLY_OK;
-	}
-	avail = (i128)max - held - n; /* what the estimate may reach */
-	if (avail < 0) {
+	d = wait_wide(w, max, &a, now, held, n);
+	if (d < 0) {
 		*out = TALLY_RETRY_NEVER;
 		return TALLY_OK;
 	}
-	p = a.st.prev;
-	c = a.st.cur;
-	/* The current window: prev * (w - e - d) <= (avail - cur) * w. It
-	 * fails at d = 0, so p > 0 and the least d is w - e - floor(b / p),
-	 * inside the window iff floor(b / p) >= 1. */
-	b = (avail - c) * w;
-	if (p > 0 && b >= p) {
-		d = w - a.e - b / p;
-	} else {
-		/* The next window, at offset e2: cur * (w - e2) <= avail * w. */
-		b = avail * w;
-		if (c == 0)
-			d = w - a.e;
-		else if (b >= c)
-			d = w - a.e + (b / c >= w ? 0 : w - b / c);
-		else /* the window after: prev'' = cur'' = 0, avail >= 0 */
-			d = 2 * (i128)w - a.e;
-	}
-	if (now < a.st.start)
-		d += (i128)a.st.start - now;
 	if (d > INT64_MAX - 1)
 		return TALLY_EOVERFLOW;
 	*out = (int64_t)d;
+	return TALLY_OK;
+}
+
+int
+tally__swin_pass_at(int64_t w, int64_t max, const struct tally__swin *st,
+		    int64_t now, int64_t held, int64_t n,
+		    struct tally__swin_pass *out)
+{
+	int rc = check_all(w, max, st, held, n);
+	struct at a;
+	i128 d;
+
+	if (rc != TALLY_OK)
+		return rc;
+	if (out == NULL)
+		return TALLY_EINVAL;
+	a = at_now(w, st, now);
+	d = wait_wide(w, max, &a, now, held, n);
+	out->never = d < 0;
+	out->at = d < 0 ? 0 : (i128)now + d;
+	out->start = a.st.start;
 	return TALLY_OK;
 }
 

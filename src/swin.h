@@ -212,6 +212,25 @@ int tally__swin_retry_after(int64_t w, int64_t max,
 			    const struct tally__swin *st, int64_t now,
 			    int64_t held, int64_t n, int64_t *out);
 
+/* When a request passes (tally__swin_pass_at), exactly. */
+struct tally__swin_pass {
+	tally__i128 at; /* now + the wait: may pass INT64_MAX */
+	int64_t start;  /* the window at now (after the roll) */
+	bool never;     /* held + n > max: at is 0 */
+};
+
+/*
+ * The same answer as tally__swin_retry_after as a time, in 128 bits, with
+ * the window it was decided from: out->at = now + d, which may lie past
+ * INT64_MAX (a caller whose windows end there, where no boundary is
+ * representable, knows that the rolls it needs never come: those after
+ * out->start + w and out->start + 2 * w), or out->never. Returns TALLY_OK
+ * or the errors of tally__swin_retry_after but the one for d.
+ */
+int tally__swin_pass_at(int64_t w, int64_t max, const struct tally__swin *st,
+			int64_t now, int64_t held, int64_t n,
+			struct tally__swin_pass *out);
+
 /*
  * Fills *out with the estimate at now (see struct tally__swin_est).
  * Returns TALLY_OK, TALLY_EINVAL (st or out NULL, w < 1, a negative cur

@@ -1943,25 +1943,39 @@ stress_budget_cfg(int k)
 	}
 }
 
+/* Half the rate limits (k / 4 odd) have sliding counters wherever the
+ * period allows (not months): they roll and conserve exactly as fixed
+ * ones, and try_consume never leaves a window's usage above its max. */
 static tally_ratelimit_config
 stress_rl_cfg(int k)
 {
 	int32_t off = stress_offset(k);
+	tally_ratelimit_config c;
 
 	switch (k % 4) {
 	case 0:
-		return rl_cfg(limit(true, 2000, "10ms"),
-			      limit(true, 30, "25ms"), false, 0);
+		c = rl_cfg(limit(true, 2000, "10ms"), limit(true, 30, "25ms"),
+			   false, 0);
+		break;
 	case 1:
-		return rl_cfg(limit(false, 0, "1h"), limit(false, 0, "1d"),
-			      true, off);
+		c = rl_cfg(limit(false, 0, "1h"), limit(false, 0, "1d"), true,
+			   off);
+		break;
 	case 2:
-		return rl_cfg(limit(true, 500, "1M"), limit(true, 20, "1w"),
-			      true, off);
+		c = rl_cfg(limit(true, 500, "1M"), limit(true, 20, "1w"), true,
+			   off);
+		break;
 	default:
-		return rl_cfg(limit(false, 0, "15ms"), limit(true, 50, "1s"),
-			      false, 0);
+		c = rl_cfg(limit(false, 0, "15ms"), limit(true, 50, "1s"),
+			   false, 0);
+		break;
 	}
+	if ((k / 4) % 2 == 1) {
+		if (c.tokens.period.unit != TALLY_PERIOD_MONTH)
+			c.tokens_algorithm = TALLY_ALGORITHM_SLIDING;
+		c.requests_algorithm = TALLY_ALGORITHM_SLIDING;
+	}
+	return c;
 }
 
 static void

@@ -41,6 +41,11 @@
  * without rolling), and need no witness; the model handles are part of
  * the searched state (hashed incrementally).
  *
+ * Rate limits have a sliding counter in each of their two configs
+ * (requests in the first, tokens in the second), so histories cover the
+ * sliding estimate's decisions and reports, prev across rolls, and
+ * upserts that switch algorithms.
+ *
  * Worker threads never assert: they fill their history; the main thread
  * checks after joining.
  */
@@ -277,6 +282,12 @@ rate_config(tally_ratelimit_config *c, int idx)
 	c->requests.max = 12;
 	c->requests.period = P(idx == 0 ? "3s" : "2s");
 	c->calendar_aligned = idx == 1;
+	/* Sliding counters (tally.h, TALLY_ALGORITHM_SLIDING) in both
+	 * configs, so that upserts switch algorithms and lattices. */
+	c->requests_algorithm =
+		idx == 0 ? TALLY_ALGORITHM_SLIDING : TALLY_ALGORITHM_FIXED;
+	c->tokens_algorithm =
+		idx == 1 ? TALLY_ALGORITHM_SLIDING : TALLY_ALGORITHM_FIXED;
 }
 
 static bool
@@ -706,7 +717,11 @@ rate_view_eq(const tally_ratelimit_view *a, const tally_ratelimit_view *b)
 			  &b->config.requests) &&
 	       a->config.anchor == b->config.anchor &&
 	       a->config.calendar_aligned == b->config.calendar_aligned &&
-	       a->config.utc_offset_minutes == b->config.utc_offset_minutes;
+	       a->config.utc_offset_minutes == b->config.utc_offset_minutes &&
+	       a->config.tokens_algorithm == b->config.tokens_algorithm &&
+	       a->config.requests_algorithm == b->config.requests_algorithm &&
+	       a->tokens_previous == b->tokens_previous &&
+	       a->requests_previous == b->requests_previous;
 }
 
 static bool

@@ -2141,6 +2141,126 @@ test_bad_input_store(void **state)
 	assert_world(f, &w0);
 }
 
+/* A coarse clock 5 ms behind the precise one (within the margin). */
+static int64_t
+lagging_coarse(void *ctx)
+{
+	return fake_clock_read(ctx) - 5 * NS_PER_SEC / 1000;
+}
+
+/*
+ * A sliding counter through the store: the boundary burst a fixed window
+ * lets through is gone, the estimate decides at the precise time even when
+ * the store has a coarse clock, views show prev, admission reports the
+ * estimate and a finite retry-after, and a refused sliding counter's
+ * header reset is its retry-after.
+ */
+static void
+test_sliding_through_the_store(void **state)
+{
+	const int64_t t0 = T(2026, 5, 5, 5, 0, 0); /* a second boundary */
+	struct fake_clock clock = {t0 - 1};
+	tally_store_options o = test_options(&clock, NULL);
+	tally_ratelimit_config c = TALLY_RATELIMIT_CONFIG_INIT;
+	tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
+	tally_charge ch = {
+		TALLY_KIND_RATELIMIT, 0, "s", TALLY_KEY_STRLEN, 0, 3, 0};
+	tally_decision d = TALLY_DECISION_INIT;
+	tally_hold h = TALLY_HOLD_INIT;
+	tally_header_policy pol = {"tok", 0, TALLY_COUNTER_TOKENS,
+				   TALLY_UNIT_TOKENS};
+	char buf[512];
+	unsigned lim = 0;
+	int passed[2] = {0, 0};
+	tally_store *s;
+
+	(void)state;
+	o.coarse_clock = lagging_coarse;
+	o.coarse_clock_ctx = &clock;
+	c.tokens.has_max = true;
+	c.tokens.max = 10;
+	c.tokens.period = P("1s");
+	c.requests.period = P("1s");
+	c.calendar_aligned = true;
+	assert_int_equal(tally_store_create(&s, &o), TALLY_OK);
+	assert_int_equal(tally_ratelimit_upsert(s, "f", &c, NULL),
+			 TALLY_CREATED);
+	c.tokens_algorithm = TALLY_ALGORITHM_SLIDING;
+	assert_int_equal(tally_ratelimit_upsert(s, "s", &c, &v), TALLY_CREATED);
+	assert_int_equal(v.config.tokens_algorithm, TALLY_ALGORITHM_SLIDING);
+	/* 1 ns before a boundary and at it: fixed passes 20, sliding 10. */
+	for (int k = 0; k < 2; k++) {
+		fake_clock_set(&clock, t0 - 1 + k);
+		for (int i = 0; i < 15; i++) {
+			passed[0] +=
+				tally_ratelimit_try_consume(s, "f", 1, 0, NULL,
+							    NULL) == TALLY_OK;
+			passed[1] +=
+				tally_ratelimit_try_consume(s, "s", 1, 0, &lim,
+							    NULL) == TALLY_OK;
+		}
+	}
+	assert_int_equal(passed[0], 20);
+	assert_int_equal(passed[1], 10);
+	assert_int_equal(lim, TALLY_COUNTER_TOKENS);
+	/* Refusals wrote nothing: the stored window is still the last one
+	 * (a read does not roll). */
+	assert_int_equal(tally_ratelimit_get(s, "s", &v), TALLY_OK);
+	assert_int_equal(v.tokens.usage, 10);
+	assert_int_equal(v.tokens_previous, 0);
+	assert_int_equal(v.tokens.window_start, t0 - NS_PER_SEC);
+	/* At t0 + 100 ms prev weighs 9: one unit passes, though the coarse
+	 * reading (t0 + 95 ms: ceil(9.05) = 10) would refuse it. */
+	fake_clock_set(&clock, t0 + 100 * NS_PER_SEC / 1000 - 1);
+	assert_int_equal(tally_ratelimit_check(s, "s", &lim, NULL),
+			 TALLY_LIMITED);
+	fake_clock_set(&clock, t0 + 100 * NS_PER_SEC / 1000);
+	assert_int_equal(tally_ratelimit_check(s, "s", &lim, NULL), TALLY_OK);
+	assert_int_equal(tally_ratelimit_try_consume(s, "s", 1, 0, &lim, &v),
+			 TALLY_OK);
+	assert_int_equal(v.tokens.usage, 1);
+	assert_int_equal(v.tokens_previous, 10);
+	assert_int_equal(v.tokens.window_start, t0);
+	assert_int_equal(tally_ratelimit_try_consume(s, "s", 1, 0, &lim, &v),
+			 TALLY_LIMITED);
+	/* Admission of 3 is refused: used = 9 + 1 = 10; 3 fit once the
+	 * estimate is 7, ceil(10 * (1 - e)) + 1 <= 7 at e = 0.4 s. */
+	assert_int_equal(
+		tally_admit(s, &ch, 1, TALLY_ADMIT_HOLD, NS_PER_SEC, &h, &d),
+		TALLY_LIMITED);
+	assert_int_equal(d.refused, 0);
+	assert_true((d.limit[0].c[0].flags & TALLY_DECISION_SLIDING) != 0);
+	assert_int_equal(d.limit[0].c[0].used, 10);
+	assert_int_equal(d.limit[0].c[0].remaining, 0);
+	assert_int_equal(d.limit[0].c[0].retry_after, 300 * NS_PER_SEC / 1000);
+	assert_int_equal(d.limit[0].c[0].window_end, t0 + NS_PER_SEC);
+	assert_true(tally_headers_format(&d, &pol, 1,
+					 TALLY_HEADERS_IETF |
+						 TALLY_HEADERS_RETRY_AFTER,
+					 buf, sizeof buf) > 0);
+	assert_non_null(strstr(buf, "RateLimit: \"tok\";r=0;t=1"));
+	assert_non_null(strstr(buf, "Retry-After: 1"));
+	/* At t0 + 400 ms the hold passes; settled below its estimate, the
+	 * actual is what counts. */
+	fake_clock_set(&clock, t0 + 400 * NS_PER_SEC / 1000);
+	assert_int_equal(
+		tally_admit(s, &ch, 1, TALLY_ADMIT_HOLD, NS_PER_SEC, &h, &d),
+		TALLY_OK);
+	assert_int_equal(d.limit[0].c[0].held, 3);
+	assert_int_equal(d.limit[0].c[0].used, 7);
+	assert_int_equal(d.limit[0].c[0].remaining, 0);
+	{
+		tally_cost cost = {0, 2, 0};
+
+		assert_int_equal(tally_settle(s, &h, &cost, 1, &d), TALLY_OK);
+	}
+	assert_int_equal(tally_ratelimit_get(s, "s", &v), TALLY_OK);
+	assert_int_equal(v.tokens.usage, 3);
+	assert_int_equal(v.tokens_held, 0);
+	assert_int_equal(v.tokens_previous, 10);
+	tally_store_destroy(s);
+}
+
 int
 main(void)
 {
@@ -2148,6 +2268,7 @@ main(void)
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_result_codes),
 		cmocka_unit_test(test_version),
+		cmocka_unit_test(test_sliding_through_the_store),
 		FX_TEST(test_upsert_created_then_ok),
 		FX_TEST(test_kinds_are_separate),
 		FX_TEST(test_budget_end_to_end),

@@ -212,6 +212,64 @@ test_worked_example_refused(void **state)
 		       "x-ratelimit-reset-requests: 10s\r\n");
 }
 
+/* ---- sliding counters -------------------------------------------------- */
+
+/*
+ * A sliding counter of 100 requests per minute (window 12:00:00 to
+ * 12:01:00). Passing at 12:00:15.250, it shows the window as a fixed one
+ * does (t=45). Refused at 12:00:50.100 with a retry-after of 25.3 s (it
+ * passes only in the next window, when the estimate has fallen far
+ * enough), its reset is the retry-after, not the window's 9.9 s: t=26 in
+ * every family, never a time at which it would be refused again. Refused
+ * with a retry-after of 2.5 s (before the window's end), reset 3.
+ */
+static void
+test_sliding_reset_is_retry_after(void **state)
+{
+	tally_decision d;
+
+	(void)state;
+	rpm_decision(&d, noon(15, 250 * MS), 30, 10);
+	d.limit[0].c[1].flags |= TALLY_DECISION_SLIDING;
+	assert_headers(
+		&d, &rpm, 1, TALLY_HEADERS_IETF | TALLY_HEADERS_RETRY_AFTER,
+		"RateLimit-Policy: \"key-rpm\";q=100;qu=\"requests\";w=60\r\n"
+		"RateLimit: \"key-rpm\";r=60;t=45\r\n");
+
+	rpm_decision(&d, noon(50, 100 * MS), 100, 0);
+	d.limit[0].c[1].flags |= TALLY_DECISION_SLIDING;
+	deny(&d.limit[0].c[1], 25300 * MS);
+	d.limit[0].flags |= TALLY_DECISION_DENIED | TALLY_DECISION_SLIDING;
+	refuse(&d, 0);
+	assert_headers(&d, &rpm, 1, ALL_FIELDS,
+		       "RateLimit-Policy: \"key-rpm\";q=100;qu=\"requests\";"
+		       "w=60\r\n"
+		       "RateLimit: \"key-rpm\";r=0;t=26\r\n"
+		       "Retry-After: 26\r\n"
+		       "X-RateLimit-Limit: 100\r\n"
+		       "X-RateLimit-Remaining: 0\r\n"
+		       "X-RateLimit-Reset: 26\r\n"
+		       "x-ratelimit-limit-requests: 100\r\n"
+		       "x-ratelimit-remaining-requests: 0\r\n"
+		       "x-ratelimit-reset-requests: 26s\r\n");
+	/* The same refusal from a fixed window would say t=10. */
+	d.limit[0].c[1].flags &= ~TALLY_DECISION_SLIDING;
+	assert_headers(&d, &rpm, 1, TALLY_HEADERS_IETF,
+		       "RateLimit-Policy: \"key-rpm\";q=100;qu=\"requests\";"
+		       "w=60\r\n"
+		       "RateLimit: \"key-rpm\";r=0;t=10\r\n");
+	d.limit[0].c[1].flags |= TALLY_DECISION_SLIDING;
+	d.limit[0].c[1].retry_after = 2500 * MS;
+	assert_headers(&d, &rpm, 1,
+		       TALLY_HEADERS_IETF | TALLY_HEADERS_LEGACY_EPOCH,
+		       "RateLimit-Policy: \"key-rpm\";q=100;qu=\"requests\";"
+		       "w=60\r\n"
+		       "RateLimit: \"key-rpm\";r=0;t=3\r\n"
+		       "X-RateLimit-Limit: 100\r\n"
+		       "X-RateLimit-Remaining: 0\r\n"
+		       "X-RateLimit-Reset: 1796299253\r\n");
+}
+
 /* ---- every family on one decision -------------------------------------- */
 
 /*
@@ -1093,6 +1151,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_worked_example_pass),
 		cmocka_unit_test(test_worked_example_refused),
+		cmocka_unit_test(test_sliding_reset_is_retry_after),
 		cmocka_unit_test(test_all_families),
 		cmocka_unit_test(test_refusing_first),
 		cmocka_unit_test(test_refusing_first_keeps_caller_order),

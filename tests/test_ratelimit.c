@@ -106,6 +106,7 @@ assert_counter_equal(const struct tally__counter *a,
 	assert_int_equal(a->period_count, b->period_count);
 	assert_int_equal(a->period_unit, b->period_unit);
 	assert_int_equal(a->has_max, b->has_max);
+	assert_int_equal(a->algorithm, b->algorithm);
 }
 
 static void
@@ -118,6 +119,8 @@ assert_snap_equal(const struct tally__rl_snap *a,
 	assert_int_equal(a->anchor, b->anchor);
 	assert_int_equal(a->offset_min, b->offset_min);
 	assert_int_equal(a->aligned, b->aligned);
+	assert_int_equal(a->prev[0], b->prev[0]);
+	assert_int_equal(a->prev[1], b->prev[1]);
 }
 
 static struct rres
@@ -923,7 +926,7 @@ test_quick_path_agrees(void **state)
 	const int64_t nows[] = {NOW0,        min_end - m - 1,  min_end - m,
 				min_end - 1, min_end,          hour_end - 1,
 				hour_end,    NOW0 - NS_PER_DAY};
-	tally_ratelimit_config cfgs[2];
+	tally_ratelimit_config cfgs[3];
 	const size_t n_u = sizeof usages / sizeof *usages;
 	const size_t n_o = sizeof ops / sizeof *ops;
 	const size_t n_a = sizeof amounts / sizeof *amounts;
@@ -935,7 +938,10 @@ test_quick_path_agrees(void **state)
 	/* Unlimited tokens that never roll; limited requests per hour. */
 	cfgs[1] = rcfg(lim(false, 0, "none"), lim(true, 10, "1h"), true, 0,
 		       TALLY_ANCHOR_DEFAULT);
-	for (size_t i = 0; i < 2 * 2 * n_u * n_u * n_o * n_a * n_a * n_n; i++) {
+	/* Sliding tokens per minute, fixed requests per hour. */
+	cfgs[2] = std_cfg();
+	cfgs[2].tokens_algorithm = TALLY_ALGORITHM_SLIDING;
+	for (size_t i = 0; i < 3 * 2 * n_u * n_u * n_o * n_a * n_a * n_n; i++) {
 		size_t k = i;
 		struct tally__rl_snap s, quick_next;
 		struct tally__args a;
@@ -945,8 +951,9 @@ test_quick_path_agrees(void **state)
 		int rc;
 
 		/* One point of the grid: i in mixed radix. */
-		s = mk(&cfgs[k % 2], NOW0);
-		k /= 2;
+		s = mk(&cfgs[k % 3], NOW0);
+		s.prev[0] = s.c[0].algorithm != 0 ? 60 : 0;
+		k /= 3;
 		memset(&a, 0, sizeof a);
 		a.now_coarse = k % 2 != 0;
 		k /= 2;
@@ -1114,11 +1121,364 @@ test_coarse_clock(void **state)
 	}
 }
 
+/* ------------------------------------------------------------------------ */
+/* Sliding counters (TALLY_ALGORITHM_SLIDING)                              */
+/* ------------------------------------------------------------------------ */
+
+#define SW 1000 /* window length, ns */
+
+/* Sliding tokens (max per SW ns, windows [k * SW, (k + 1) * SW)), fixed
+ * requests per hour. */
+static tally_ratelimit_config
+sw_cfg(int64_t max)
+{
+	tally_ratelimit_config c =
+		rcfg(lim(true, max, "1h"), lim(true, 10, "1h"), false, 0, 0);
+
+	c.tokens.period = (tally_period){SW, TALLY_PERIOD_FIXED};
+	c.tokens_algorithm = TALLY_ALGORITHM_SLIDING;
+	return c;
+}
+
+static struct tally__rl_snap
+sw_state(int64_t max, int64_t start, int64_t cur, int64_t prev, int64_t held)
+{
+	tally_ratelimit_config c = sw_cfg(max);
+	struct tally__rl_snap s = mk(&c, start);
+
+	assert_int_equal(s.c[0].window_start, start);
+	s.c[0].usage = cur;
+	s.c[0].held = held;
+	s.prev[0] = prev;
+	return s;
+}
+
+/* One point of test_sliding_agrees_with_swin; returns 0 (refused), 1
+ * (passed), plus 2 when the report's wait is finite and positive. */
+static int
+sliding_point(int64_t max, int64_t start, int64_t cur, int64_t prev,
+	      int64_t held, int64_t now, int64_t n)
+{
+	struct tally__rl_snap s = sw_state(max, start, cur, prev, held);
+	struct tally__swin st = {start, cur, prev};
+	struct tally__swin_est est;
+	int64_t want_rem = -1, want_ra = -1;
+	int allow = tally__swin_allow(SW, max, &st, now, held, n);
+	tally_limit_report rep;
+	struct tally__args a;
+	struct rres r;
+
+	assert_int_equal(
+		tally__swin_remaining(SW, max, &st, now, held, &want_rem),
+		TALLY_OK);
+	assert_int_equal(
+		tally__swin_retry_after(SW, max, &st, now, held, n, &want_ra),
+		TALLY_OK);
+	assert_int_equal(tally__swin_estimate(SW, &st, now, &est), TALLY_OK);
+
+	r = op(&s, TALLY__OP_TRY, now, n, 0);
+	assert_int_equal(r.rc, allow);
+	assert_int_equal(r.rolls.n, 0);
+	if (allow == TALLY_OK) {
+		assert_int_equal(r.next.c[0].usage, cur + n);
+		assert_int_equal(r.next.prev[0], prev);
+	} else {
+		assert_int_equal(r.mask, TOK);
+	}
+
+	memset(&a, 0, sizeof a);
+	a.op = TALLY__OP_PEEK;
+	a.now = now;
+	a.amount[0] = n;
+	a.report = &rep;
+	memset(&rep, 0x5a, sizeof rep);
+	r = run(&s, &a);
+	assert_int_equal(r.rc, allow);
+	assert_false(r.install);
+	assert_int_equal(rep.c[0].used, est.ceil);
+	assert_int_equal(rep.c[0].held, held);
+	assert_int_equal(rep.c[0].max, max);
+	assert_int_equal(rep.c[0].remaining, want_rem);
+	assert_int_equal(rep.c[0].retry_after, want_ra);
+	assert_int_equal(rep.c[0].window_start, start);
+	assert_int_equal(rep.c[0].window_end, start + SW);
+	assert_true((rep.c[0].flags & TALLY_DECISION_SLIDING) != 0);
+	assert_false((rep.c[1].flags & TALLY_DECISION_SLIDING) != 0);
+	assert_int_equal((rep.c[0].flags & TALLY_DECISION_TOO_BIG) != 0,
+			 n > max);
+	assert_int_equal((rep.c[0].flags & TALLY_DECISION_REACHED) != 0,
+			 want_rem == 0);
+	assert_int_equal((rep.c[0].flags & TALLY_DECISION_DENIED) != 0,
+			 allow != TALLY_OK);
+	return (allow == TALLY_OK) +
+	       2 * (want_ra > 0 && want_ra != TALLY_RETRY_NEVER);
+}
+
+/*
+ * Every decision of a sliding counter is swin.h's: try_consume passes iff
+ * tally__swin_allow does, and a peek's report shows the estimate (ceil),
+ * tally__swin_remaining and tally__swin_retry_after, on a grid of states,
+ * times in the window (and before its start) and amounts. The requests
+ * counter (fixed) never refuses here.
+ */
+static void
+test_sliding_agrees_with_swin(void **state)
+{
+	static const int64_t maxes[] = {0, 1, 7, 100};
+	static const int64_t prevs[] = {0, 1, 50, 100, 150};
+	static const int64_t curs[] = {0, 3, 60, 100};
+	static const int64_t helds[] = {0, 5};
+	static const int64_t offs[] = {-10, 0, 1, 499, 500, 998, 999};
+	static const int64_t ns[] = {0, 1, 2, 40, 100, 101};
+	const size_t n_m = sizeof maxes / sizeof *maxes;
+	const size_t n_p = sizeof prevs / sizeof *prevs;
+	const size_t n_c = sizeof curs / sizeof *curs;
+	const size_t n_o = sizeof offs / sizeof *offs;
+	const size_t n_n = sizeof ns / sizeof *ns;
+	const int64_t start = 5 * SW;
+	long passed = 0, refused = 0, waits = 0;
+
+	(void)state;
+	for (size_t i = 0; i < n_m * n_p * n_c * 2 * n_o * n_n; i++) {
+		size_t k = i;
+		int64_t max = maxes[k % n_m], prev, cur, held, now;
+		int got;
+
+		k /= n_m;
+		prev = prevs[k % n_p];
+		k /= n_p;
+		cur = curs[k % n_c];
+		k /= n_c;
+		held = helds[k % 2];
+		k /= 2;
+		now = start + offs[k % n_o];
+		k /= n_o;
+		got = sliding_point(max, start, cur, prev, held, now, ns[k]);
+		passed += got & 1;
+		refused += !(got & 1);
+		waits += got >> 1;
+	}
+	assert_true(passed > 500);
+	assert_true(refused > 500);
+	assert_true(waits > 200);
+}
+
+/* A roll into the next window carries its usage as prev; a roll over a
+ * missed window carries nothing; both report the closed window as a fixed
+ * counter does. check blocks on the estimate. */
+static void
+test_sliding_rolls(void **state)
+{
+	struct tally__rl_snap s = sw_state(100, 5 * SW, 40, 7, 0);
+	struct rres r;
+
+	(void)state;
+	/* [6000, 7000): prev = 40; at e = 100, 40 * 900 / 1000 = 36. */
+	r = op(&s, TALLY__OP_TRY, 6 * SW + 100, 64, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_note(&r, TOK, 40, 5 * SW, 6 * SW);
+	assert_int_equal(r.next.prev[0], 40);
+	assert_int_equal(r.next.c[0].usage, 64);
+	assert_int_equal(r.next.c[0].window_start, 6 * SW);
+	s = r.next;
+	r = op(&s, TALLY__OP_TRY, 6 * SW + 100, 1, 0);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	r = op(&s, TALLY__OP_CHECK, 6 * SW + 100, 0, 0);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	assert_int_equal(r.mask, TOK);
+	/* One ns later prev's part is ceil(40 * 899 / 1000) = 36 still;
+	 * at e = 124 ceil(35.04) = 36, at e = 125 exactly 35: one unit
+	 * passes. */
+	r = op(&s, TALLY__OP_CHECK, 6 * SW + 124, 0, 0);
+	assert_int_equal(r.rc, TALLY_LIMITED);
+	r = op(&s, TALLY__OP_CHECK, 6 * SW + 125, 0, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	/* [8000, 9000) after the missed [7000, 8000): prev = 0. */
+	r = op(&s, TALLY__OP_BUMP, 8 * SW + 1, 5, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_note(&r, TOK, 64, 6 * SW, 8 * SW);
+	assert_int_equal(r.next.prev[0], 0);
+	assert_int_equal(r.next.c[0].usage, 5);
+	/* A fixed counter keeps prev at 0 through its rolls. */
+	r = op(&s, TALLY__OP_BUMP, T(2024, 5, 1, 12, 0, 0), 0, 1);
+	assert_int_equal(r.next.prev[1], 0);
+	/* Reset zeroes prev with usage. */
+	s.version = 3;
+	r = reset(&s, 6 * SW + 500, 3, TOK);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_int_equal(r.next.prev[0], 0);
+	assert_int_equal(r.next.c[0].usage, 0);
+}
+
+/* The upsert rules of tally.h: the algorithm changes keep usage and the
+ * window; prev survives only a same-length window on the new lattice. */
+static void
+test_sliding_upsert(void **state)
+{
+	tally_ratelimit_config c = sw_cfg(100);
+	struct tally__rl_snap s = sw_state(100, 5 * SW, 40, 7, 0);
+	struct rres r;
+
+	(void)state;
+	/* Same config, another max: prev kept. */
+	c.tokens.max = 50;
+	r = upsert(&s, 5 * SW + 1, &c);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_int_equal(r.next.prev[0], 7);
+	assert_int_equal(r.next.c[0].usage, 40);
+	assert_int_equal(r.next.c[0].max, 50);
+	assert_int_equal(r.next.c[0].window_start, 5 * SW);
+	/* Sliding to fixed: prev dropped, usage and window kept. */
+	c = sw_cfg(100);
+	c.tokens_algorithm = TALLY_ALGORITHM_FIXED;
+	r = upsert(&s, 5 * SW + 1, &c);
+	assert_int_equal(r.next.prev[0], 0);
+	assert_int_equal(r.next.c[0].algorithm, TALLY_ALGORITHM_FIXED);
+	assert_int_equal(r.next.c[0].usage, 40);
+	assert_int_equal(r.next.c[0].window_end, 6 * SW);
+	/* ... and back: sliding starts with prev = 0. */
+	s = r.next;
+	s.prev[0] = 0;
+	c.tokens_algorithm = TALLY_ALGORITHM_SLIDING;
+	r = upsert(&s, 5 * SW + 1, &c);
+	assert_int_equal(r.next.prev[0], 0);
+	assert_int_equal(r.next.c[0].algorithm, TALLY_ALGORITHM_SLIDING);
+	/* A longer window: prev = 0, the window of the new lattice that
+	 * holds the old start, [4000, 6000), usage kept. */
+	s = sw_state(100, 5 * SW, 40, 7, 0);
+	c = sw_cfg(100);
+	c.tokens.period.count = 2 * SW;
+	r = upsert(&s, 5 * SW + 1, &c);
+	assert_int_equal(r.next.prev[0], 0);
+	assert_int_equal(r.next.c[0].window_start, 4 * SW);
+	assert_int_equal(r.next.c[0].window_end, 6 * SW);
+	assert_int_equal(r.next.c[0].usage, 40);
+	/* A new anchor that moves the lattice: prev = 0. */
+	c = sw_cfg(100);
+	c.anchor = 300;
+	r = upsert(&s, 5 * SW + 1, &c);
+	assert_int_equal(r.next.prev[0], 0);
+	assert_int_equal(r.next.c[0].window_start, 4 * SW + 300);
+	assert_int_equal(r.next.c[0].window_end, 5 * SW + 300);
+	/* An anchor on the same lattice keeps it. */
+	c.anchor = 17 * SW;
+	r = upsert(&s, 5 * SW + 1, &c);
+	assert_int_equal(r.next.prev[0], 7);
+	assert_int_equal(r.next.c[0].window_start, 5 * SW);
+}
+
+static void
+test_sliding_validate(void **state)
+{
+	tally_ratelimit_config c = sw_cfg(100);
+	const int64_t week = 7 * NS_PER_DAY;
+
+	(void)state;
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+	c.tokens_algorithm = 2;
+	assert_int_equal(tally__rl_validate(&c), TALLY_EINVAL);
+	c = sw_cfg(100);
+	c.requests_algorithm = UINT32_MAX;
+	assert_int_equal(tally__rl_validate(&c), TALLY_EINVAL);
+	c = sw_cfg(100);
+	c.tokens.period = P("1M");
+	assert_int_equal(tally__rl_validate(&c), TALLY_EPERIOD);
+	c.tokens_algorithm = TALLY_ALGORITHM_FIXED;
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+	c = sw_cfg(100);
+	c.tokens.period =
+		(tally_period){TALLY__SWIN_WIDTH_MAX, TALLY_PERIOD_FIXED};
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+	c.tokens.period.count++;
+	assert_int_equal(tally__rl_validate(&c), TALLY_EPERIOD);
+	c.tokens.period =
+		(tally_period){TALLY__SWIN_WIDTH_MAX / week, TALLY_PERIOD_WEEK};
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+	c.tokens.period.count++;
+	assert_int_equal(tally__rl_validate(&c), TALLY_EPERIOD);
+	c = sw_cfg(TALLY__SWIN_AMOUNT_MAX);
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+	c.tokens.max++;
+	assert_int_equal(tally__rl_validate(&c), TALLY_EINVAL);
+	c.tokens.has_max = false; /* not looked at */
+	assert_int_equal(tally__rl_validate(&c), TALLY_OK);
+	c = sw_cfg(-1);
+	assert_int_equal(tally__rl_validate(&c), TALLY_EINVAL);
+}
+
+/* A sliding counter decides at the exact time (the coarse clock asks for
+ * it), and its usage stays within 2^62 - 1. */
+static void
+test_sliding_clock_and_caps(void **state)
+{
+	struct tally__rl_snap s = sw_state(100, 5 * SW, 40, 7, 0);
+	struct tally__rl_snap q;
+	struct tally__args a;
+	bool need = false, install;
+	struct rres r;
+
+	(void)state;
+	r = coarse(&s, TALLY__OP_TRY, 5 * SW + 10, &need);
+	assert_true(need);
+	assert_int_equal(r.rc, TALLY__NEED_CLOCK);
+	assert_false(r.install);
+	need = false;
+	r = coarse(&s, TALLY__OP_CHECK, 5 * SW + 10, &need);
+	assert_true(need);
+	assert_int_equal(r.rc, TALLY__NEED_CLOCK);
+	/* Far from a boundary (a minute's window) the quick path asks for
+	 * the exact clock, which a fixed counter would not need. */
+	{
+		tally_ratelimit_config c = std_cfg();
+		struct tally__rl_snap m;
+
+		c.tokens_algorithm = TALLY_ALGORITHM_SLIDING;
+		m = mk(&c, NOW0);
+		memset(&a, 0, sizeof a);
+		a.op = TALLY__OP_TRY;
+		a.now = NOW0;
+		a.now_coarse = true;
+		a.amount[0] = 1;
+		assert_int_equal(tally__rl_quick(&m, &q, &a, &install),
+				 TALLY__QUICK_NO);
+		assert_true(a.need_exact);
+		a.need_exact = false;
+		a.now_coarse = false;
+		assert_int_equal(tally__rl_quick(&m, &q, &a, &install),
+				 TALLY_OK);
+		assert_int_equal(q.c[0].usage, 1);
+		c.tokens_algorithm = TALLY_ALGORITHM_FIXED;
+		m = mk(&c, NOW0);
+		a.now_coarse = true;
+		assert_int_equal(tally__rl_quick(&m, &q, &a, &install),
+				 TALLY_OK);
+		assert_false(a.need_exact);
+	}
+
+	s.c[0].has_max = 0;
+	s.c[0].usage = TALLY__SWIN_AMOUNT_MAX - 5;
+	r = op(&s, TALLY__OP_BUMP, 5 * SW + 10, 5, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+	assert_int_equal(r.next.c[0].usage, TALLY__SWIN_AMOUNT_MAX);
+	r = op(&s, TALLY__OP_BUMP, 5 * SW + 10, 6, 0);
+	assert_int_equal(r.rc, TALLY_EOVERFLOW);
+	r = op(&s, TALLY__OP_TRY, 5 * SW + 10, 6, 0);
+	assert_int_equal(r.rc, TALLY_EOVERFLOW);
+	s.c[0].algorithm = TALLY_ALGORITHM_FIXED;
+	r = op(&s, TALLY__OP_BUMP, 5 * SW + 10, 6, 0);
+	assert_int_equal(r.rc, TALLY_OK);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_coarse_clock),
+		cmocka_unit_test(test_sliding_agrees_with_swin),
+		cmocka_unit_test(test_sliding_rolls),
+		cmocka_unit_test(test_sliding_upsert),
+		cmocka_unit_test(test_sliding_validate),
+		cmocka_unit_test(test_sliding_clock_and_caps),
 		cmocka_unit_test(test_init),
 		cmocka_unit_test(test_get),
 		cmocka_unit_test(test_bump_adds_both),

@@ -432,14 +432,33 @@ test_retry_after_large(void **state)
 		int64_t span = w > (INT64_C(1) << 61) ? INT64_C(1) << 61 : w;
 		int64_t now = st.start + rand_below(2 * span);
 		int rc = tally__swin_retry_after(w, max, &st, now, held, n, &d);
+		struct tally__swin_pass pass;
+		struct tally__swin_est est;
 
+		/* pass_at gives the same answer as a time, in 128 bits, and
+		 * the window it was decided from (st rolled to now). */
+		assert_int_equal(
+			tally__swin_pass_at(w, max, &st, now, held, n, &pass),
+			TALLY_OK);
+		assert_int_equal(tally__swin_estimate(w, &st, now, &est),
+				 TALLY_OK);
+		assert_int_equal(pass.start, est.start);
 		if (rc == TALLY_EOVERFLOW) {
-			/* Only a d past INT64_MAX - 1: w = 2^62, e <= 1. */
+			/* Only a d past INT64_MAX - 1: w = 2^62, e <= 1, in
+			 * the window after next (prev'' = cur'' = 0). */
 			assert_int_equal(w, WMAX);
 			assert_true(now - st.start <= 1);
+			assert_false(pass.never);
+			assert_true(pass.at ==
+				    (__extension__(__int128) est.start +
+				     2 * (__extension__(__int128) w)));
 			continue;
 		}
 		assert_int_equal(rc, TALLY_OK);
+		assert_int_equal(pass.never, d == TALLY_RETRY_NEVER);
+		if (d != TALLY_RETRY_NEVER)
+			assert_true(pass.at ==
+				    (__extension__(__int128) now + d));
 		if (d == TALLY_RETRY_NEVER) {
 			assert_true(held + n > max);
 			continue;
@@ -813,6 +832,16 @@ expect_refused(int rc, int rc_rem, int64_t w, int64_t max,
 	assert_int_equal(tally__swin_retry_after(w, max, &st, 0, held, n, &out),
 			 rc);
 	assert_int_equal(out, 12345);
+	{
+		struct tally__swin_pass pass, pass0;
+
+		memset(&pass, 0x5a, sizeof pass);
+		pass0 = pass;
+		assert_int_equal(
+			tally__swin_pass_at(w, max, &st, 0, held, n, &pass),
+			rc);
+		assert_memory_equal(&pass, &pass0, sizeof pass);
+	}
 	assert_int_equal(tally__swin_remaining(w, max, &st, 0, held, &out),
 			 rc_rem);
 	if (rc_rem != TALLY_OK)
@@ -883,6 +912,8 @@ test_ranges(void **state)
 	assert_int_equal(tally__swin_retry_after(10, 5, &ok, 0, 0, 0, NULL),
 			 TALLY_EINVAL);
 	assert_int_equal(tally__swin_retry_after(10, 5, NULL, 0, 0, 0, &out),
+			 TALLY_EINVAL);
+	assert_int_equal(tally__swin_pass_at(10, 5, &ok, 0, 0, 0, NULL),
 			 TALLY_EINVAL);
 	assert_int_equal(tally__swin_roll(10, NULL, &next, 0, NULL),
 			 TALLY_EINVAL);

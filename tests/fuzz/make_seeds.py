@@ -90,6 +90,9 @@ MASKS = {"T": 0, "R": 1, "B": 2, "T!": 3, "R!": 4, "B!": 5, "0": 8,
          "!": 9, "4": 10, "bad": 11, "all": 12}
 
 
+ALGORITHM = {"F": 0, "S": 20, "bad2": 30, "badmax": 31}
+
+
 def enc_max(v):
     if v in MAX_TABLE:
         return u8(MAX_TABLE.index(v))
@@ -253,11 +256,15 @@ class Prog:
     # Rate limits ---------------------------------------------------------
     @staticmethod
     def enc_limit(lim):
-        """lim: (max or None, period)."""
-        mx, period = lim
+        """lim: (max or None, period[, algorithm]); the algorithm ("F",
+        "S", "bad2", "badmax") goes in bits 3..7 of the limit's byte,
+        as fuzz_ops.c decodes it (0..19 FIXED, 20..29 SLIDING, 30 the
+        invalid 2, 31 UINT32_MAX)."""
+        mx, period, *alg = lim
+        code = ALGORITHM[alg[0] if alg else "F"] << 3
         if mx is None:
-            return u8(0) + enc_period(period)
-        return u8(1) + enc_max(mx) + enc_period(period)
+            return u8(code) + enc_period(period)
+        return u8(1 | code) + enc_max(mx) + enc_period(period)
 
     def r_upsert(self, k, tokens, requests, anchor=None, off=0,
                  aligned=False, flags=RVIEW, nocfg=False):
@@ -901,7 +908,61 @@ def ops_seeds():
             else:
                 p.r_check(k)
         s["random_%02d" % n] = p
+    sliding_seeds(s)
     return {k: v.bytes() for k, v in s.items()}
+
+
+def sliding_seeds(s):
+    """Sliding counters (TALLY_ALGORITHM_SLIDING): boundaries, upserts
+    between algorithms and lattices, the 2^62 edges, holds."""
+    A = (1 << 62) - 1
+    minute = ("ns", 60 * NS)
+
+    p = Prog(T(2024, 1, 15, 12, 10, 30))
+    p.r_upsert("a", (100, minute, "S"), (None, ("ns", HOUR), "S"))
+    for _ in range(6):
+        p.r_try("a", 30, 1).r_try("a", 30, 1).r_check("a")
+        p.admit([("r", "a", (50, 1))], mode="peek")
+        p.to_boundary("r", "a", delta=-1).r_try("a", 40, 1)
+        p.to_boundary("r", "a").r_try("a", 40, 1).r_get("a")
+        p.admit([("r", "a", (10, 0))], mode="peek")
+        p.fwd_s(20).r_try("a", 20, 0)
+    p.fwd_h(5).sweep().r_get("a")
+    s["sliding_basic"] = p
+
+    p = Prog(T(2024, 3, 1, 0, 0, 1))
+    p.r_upsert("a", (10, minute, "S"), (5, ("w", 1), "S"), aligned=True)
+    p.r_bump("a", 9, 4).to_boundary("r", "a").r_try("a", 5, 1)
+    p.r_upsert("a", (10, minute, "F"), (5, ("w", 1), "S"), aligned=True)
+    p.r_get("a")
+    p.r_upsert("a", (10, minute, "S"), (5, ("w", 2), "S"), aligned=True)
+    p.r_bump("a", 3, 3).fwd_s(61).r_get("a")
+    p.r_upsert("a", (10, ("min", 2), "S"), (5, ("w", 2), "S"), anchor="now")
+    p.r_reset("a", "B").r_get("a")
+    p.r_upsert("a", (10, ("M", 1), "S"), (5, ("w", 1), "bad2"))
+    p.r_upsert("a", (10, minute, "badmax"), (5, ("w", 1)))
+    p.r_upsert("a", (A, ("huge", 0x80), "S"), (A + 1, ("huge", 0x81), "S"))
+    p.r_upsert("a", (A, ("huge", 0x80), "S"), (A, ("huge", 0x84), "S"))
+    p.r_upsert("a", (A, ("huge", 0x80), "S"), (A, ("huge", 0x83), "S"))
+    p.r_bump("a", A, A).r_bump("a", 0, 1).r_try("a", 1, 0)
+    p.admit([("r", "a", (1, 1), "shadow")], mode="hold")
+    p.fwd_years(50).r_get("a").sweep().r_get("a")
+    s["sliding_upserts_edges"] = p
+
+    p = Prog(T(2024, 6, 1), ttl_index=1)
+    p.r_upsert("a", (10, minute, "S"), (3, ("s", 30), "S"))
+    p.b_upsert("a", 100, ("ns", HOUR))
+    for _ in range(5):
+        p.admit([("r", "a", (4, 1)), ("b", "a", 10)], mode="hold", h=0)
+        p.admit([("r", "a", (4, 1))], mode="hold", h=1)
+        p.grains(1).admit([("r", "a", (4, 1))], mode="peek")
+        p.settle(0, ["+1", "est"]).release(1)
+        p.to_boundary("r", "a", delta=-1)
+        p.admit([("r", "a", (6, 1))], mode="consume")
+        p.to_boundary("r", "a", delta=1)
+        p.admit([("r", "a", (6, 1))], mode="peek")
+    s["sliding_holds"] = p
+
 
 
 def period_seeds():

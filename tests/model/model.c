@@ -342,6 +342,62 @@ counter_due(const struct model_record *r, const struct model_counter *c,
 	return s > c->window_start;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Sliding counters (tally.h, TALLY_ALGORITHM_SLIDING)                      */
+/* ------------------------------------------------------------------------ */
+
+static bool
+sliding(const struct model_counter *c)
+{
+	return c->algorithm == TALLY_ALGORITHM_SLIDING;
+}
+
+/* The window length w of a period of one length (FIXED: count ns; WEEK:
+ * count weeks), exact. */
+static i128
+period_width(const tally_period *p)
+{
+	return p->unit == TALLY_PERIOD_WEEK ? (i128)p->count * NS_PER_WEEK
+					    : (i128)p->count;
+}
+
+/* The largest usage (and held) a counter may reach: 2^62 - 1 for a
+ * sliding one, INT64_MAX otherwise (a budget's too). */
+static int64_t
+counter_cap(const struct model_counter *c)
+{
+	return sliding(c) ? MODEL_SWIN_AMOUNT_MAX : INT64_MAX;
+}
+
+/* The previous window's part of the estimate at time t, for a window of
+ * length w that starts at start: ceil(prev * (w - e) / w), e = t' - start
+ * with t' = max(t, start), and e at most w - 1. */
+static i128
+carry_at(i128 w, int64_t prev, int64_t start, i128 t)
+{
+	i128 e = t > start ? t - start : 0;
+
+	if (e > w - 1)
+		e = w - 1;
+	return -fdiv(-(i128)prev * (w - e), w);
+}
+
+/* The room of counter i of r at now: the largest request that passes (a
+ * request of n passes iff n <= room; may be negative). FIXED:
+ * max - used - held; SLIDING: minus the carry of the previous window too.
+ * Only for a counter with a max. */
+static i128
+counter_room(const struct model_record *r, unsigned i, int64_t now)
+{
+	const struct model_counter *c = &r->c[i];
+	i128 room = (i128)c->max - c->usage - model_held(r, i);
+
+	if (sliding(c))
+		room -= carry_at(period_width(&c->period), c->prev,
+				 c->window_start, now);
+	return room;
+}
+
 void
 model_init(struct model *m, int64_t now)
 {
@@ -489,6 +545,13 @@ roll_due(struct model_record *r, int64_t now, struct pending *p)
 			continue;
 		if (p != NULL)
 			note_roll(p, r, i, s);
+		/* Sliding: the closed window is the previous one only if the
+		 * new one starts where it ended; a roll over more windows
+		 * carries nothing. */
+		if (sliding(&r->c[i]))
+			r->c[i].prev = s == counter_end(r, &r->c[i])
+					       ? r->c[i].usage
+					       : 0;
 		r->c[i].usage = 0;
 		r->c[i].window_start = s;
 		n++;
@@ -618,7 +681,8 @@ holds_catch_up(const struct model *m, struct model_record *w, struct pending *p)
  * (*slot set) or TALLY_EOVERFLOW (w unchanged): the deadline is past int64
  * time, or the slot ends too late (every slot's end, and the ends of the
  * 4 slots after it, must be times below INT64_MAX: j <= (INT64_MAX - 1) /
- * G - 4), or a counter's held sum would pass INT64_MAX.
+ * G - 4), or a counter's held sum would pass its cap (INT64_MAX; a
+ * sliding counter's 2^62 - 1).
  */
 static int
 holds_place(const struct model *m, struct model_record *w, int64_t ttl,
@@ -638,7 +702,7 @@ holds_place(const struct model *m, struct model_record *w, int64_t ttl,
 	if (s > fdiv(INT64_MAX - 1, g) - 4)
 		return TALLY_EOVERFLOW;
 	for (unsigned c = 0; c < w->ncounters; c++)
-		if ((i128)model_held(w, c) + amount[c] > INT64_MAX)
+		if ((i128)model_held(w, c) + amount[c] > counter_cap(&w->c[c]))
 			return TALLY_EOVERFLOW;
 	if ((sl = slot_find(w, (int64_t)s)) == NULL) {
 		if (w->nslots == MODEL_SLOTS_MAX)
@@ -809,6 +873,7 @@ start_windows(struct model_record *r, int64_t now)
 
 		counter_window(r, &r->c[i], now, &s, &e);
 		r->c[i].usage = 0;
+		r->c[i].prev = 0;
 		r->c[i].window_start = s;
 	}
 }
@@ -824,8 +889,9 @@ offset_ok(int32_t off)
 /* ------------------------------------------------------------------------ */
 
 /* A view (or config) whose size names no released layout: smaller than
- * the first (the configs have one layout; the views gained the hold
- * fields in 0.3, and a 0.2 view is still accepted). */
+ * the first (a budget config has one layout, a rate-limit config two:
+ * 0.4 appended the algorithms; the views gained the hold fields in 0.3,
+ * and a 0.2 view is still accepted; the rate-limit view grew in 0.4). */
 static bool
 bad_size(const void *s, size_t size)
 {
@@ -838,7 +904,7 @@ bad_size(const void *s, size_t size)
 }
 
 #define BAD_BVIEW(v) bad_size((v), offsetof(tally_budget_view, held))
-#define BAD_RVIEW(v) bad_size((v), offsetof(tally_ratelimit_view, tokens_held))
+#define BAD_RVIEW(v) bad_size((v), MODEL_RL_VIEW_V1)
 
 /* A removed record's versions stay below every later record's. */
 static void
@@ -887,6 +953,37 @@ budget_view(const struct model_record *r, tally_budget_view *out)
 	view_copy(out, v, sizeof *v);
 }
 
+/* A rate-limit view of the current layout, or of the 0.3 one (0.2: its
+ * prefix) when the caller's is smaller: the same fields where that header
+ * put them, the config without the algorithms, no *_previous. */
+static void
+rl_view_out(tally_ratelimit_view *out, const tally_ratelimit_view *v)
+{
+	struct model_rl_view_03 o;
+	size_t size;
+
+	memcpy(&size, out, sizeof size);
+	if (size >= sizeof *v) {
+		view_copy(out, v, sizeof *v);
+		return;
+	}
+	memset(&o, 0, sizeof o);
+	o.config.size = sizeof o.config;
+	o.config.tokens = v->config.tokens;
+	o.config.requests = v->config.requests;
+	o.config.anchor = v->config.anchor;
+	o.config.utc_offset_minutes = v->config.utc_offset_minutes;
+	o.config.calendar_aligned = v->config.calendar_aligned;
+	o.tokens = v->tokens;
+	o.requests = v->requests;
+	o.version = v->version;
+	o.incarnation = v->incarnation;
+	o.tokens_held = v->tokens_held;
+	o.requests_held = v->requests_held;
+	o.holds = v->holds;
+	view_copy(out, &o, sizeof o);
+}
+
 static void
 rl_view(const struct model_record *r, tally_ratelimit_view *out)
 {
@@ -915,12 +1012,16 @@ rl_view(const struct model_record *r, tally_ratelimit_view *out)
 	v->config.anchor = r->anchor;
 	v->config.utc_offset_minutes = r->utc_offset_minutes;
 	v->config.calendar_aligned = r->calendar_aligned;
+	v->config.tokens_algorithm = r->c[0].algorithm;
+	v->config.requests_algorithm = r->c[1].algorithm;
 	v->version = r->version;
 	v->incarnation = r->incarnation;
 	v->tokens_held = model_held(r, 0);
 	v->requests_held = model_held(r, 1);
 	v->holds = model_holds(r);
-	view_copy(out, v, sizeof *v);
+	v->tokens_previous = r->c[0].prev;
+	v->requests_previous = r->c[1].prev;
+	rl_view_out(out, v);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1123,37 +1224,103 @@ model_budget_remove(struct model *m, const char *key, size_t key_len,
 /* Rate limits                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* One counter's limit and algorithm, in this order: a negative max, an
+ * unknown algorithm (EINVAL), the period (EPERIOD); then for SLIDING,
+ * windows of one length up to 2^62 ns (a MONTH period or a longer window:
+ * EPERIOD) and a max up to 2^62 - 1 (EINVAL). */
 static int
-limit_check(const tally_limit *lim)
+limit_check(const tally_limit *lim, uint32_t algorithm)
 {
+	int rc;
+
 	if (lim->has_max && lim->max < 0)
 		return TALLY_EINVAL;
-	return model_period_validate(&lim->period, false);
+	if (algorithm != TALLY_ALGORITHM_FIXED &&
+	    algorithm != TALLY_ALGORITHM_SLIDING)
+		return TALLY_EINVAL;
+	rc = model_period_validate(&lim->period, false);
+	if (rc != TALLY_OK || algorithm == TALLY_ALGORITHM_FIXED)
+		return rc;
+	if (lim->period.unit == TALLY_PERIOD_MONTH ||
+	    period_width(&lim->period) > MODEL_SWIN_WIDTH_MAX)
+		return TALLY_EPERIOD;
+	if (lim->has_max && lim->max > MODEL_SWIN_AMOUNT_MAX)
+		return TALLY_EINVAL;
+	return TALLY_OK;
 }
 
+/* The limit and algorithm; usage, prev and the window stay. */
 static void
-set_limit(struct model_counter *c, const tally_limit *lim)
+set_limit(struct model_counter *c, const tally_limit *lim, uint32_t algorithm)
 {
 	c->has_max = lim->has_max;
 	c->max = lim->has_max ? lim->max : 0;
 	c->period = lim->period;
+	c->algorithm = algorithm;
+}
+
+/* The caller's config in the current layout: one of at least the 0.3
+ * layout's size is copied over TALLY_RATELIMIT_CONFIG_INIT up to its size
+ * (a 0.3 caller's counters are FIXED); false if smaller. */
+static bool
+rl_config_in(const tally_ratelimit_config *cfg, tally_ratelimit_config *out)
+{
+	const tally_ratelimit_config init = TALLY_RATELIMIT_CONFIG_INIT;
+	size_t size;
+
+	memcpy(&size, cfg, sizeof size);
+	if (size < MODEL_RL_CONFIG_V1)
+		return false;
+	*out = init;
+	memcpy(out, cfg, size < sizeof *out ? size : sizeof *out);
+	out->size = sizeof *out;
+	return true;
+}
+
+/*
+ * After an upsert set counter i's new config into w: its window on the new
+ * lattice. FIXED: window_start stays (its end is derived), prev is 0.
+ * SLIDING: the window becomes the new lattice's window that holds the old
+ * window_start, and prev stays only if the counter was SLIDING with the
+ * same window length and that window starts where the old one did.
+ */
+static void
+relattice(struct model_record *w, unsigned i, const struct model_counter *was)
+{
+	struct model_counter *c = &w->c[i];
+	int64_t s, e;
+
+	if (!sliding(c)) {
+		c->prev = 0;
+		return;
+	}
+	counter_window(w, c, c->window_start, &s, &e);
+	if (!sliding(was) ||
+	    period_width(&was->period) != period_width(&c->period) ||
+	    s != c->window_start)
+		c->prev = 0;
+	c->window_start = s;
 }
 
 int
 model_ratelimit_upsert(struct model *m, const char *key, size_t key_len,
-		       const tally_ratelimit_config *cfg,
+		       const tally_ratelimit_config *config,
 		       tally_ratelimit_view *view)
 {
+	tally_ratelimit_config full, *cfg = &full;
 	struct model_record *r, w;
 	struct pending p = {0};
 	int rc;
 
-	/* Config before key: NULL, offset, then tokens, then requests. */
-	if (m == NULL || cfg == NULL || bad_size(cfg, sizeof *cfg) ||
+	/* Config before key: NULL, size, view, offset, then tokens, then
+	 * requests. */
+	if (m == NULL || config == NULL || !rl_config_in(config, cfg) ||
 	    BAD_RVIEW(view) || !offset_ok(cfg->utc_offset_minutes))
 		return TALLY_EINVAL;
-	if ((rc = limit_check(&cfg->tokens)) != TALLY_OK ||
-	    (rc = limit_check(&cfg->requests)) != TALLY_OK)
+	if ((rc = limit_check(&cfg->tokens, cfg->tokens_algorithm)) !=
+		    TALLY_OK ||
+	    (rc = limit_check(&cfg->requests, cfg->requests_algorithm)) !=
+		    TALLY_OK)
 		return rc;
 	rc = lookup(m, TALLY_KIND_RATELIMIT, key, &key_len, &r);
 	if (rc < 0 && rc != TALLY_ENOENT)
@@ -1163,20 +1330,30 @@ model_ratelimit_upsert(struct model *m, const char *key, size_t key_len,
 		    TALLY_OK)
 			return rc;
 		r->ncounters = 2;
-		set_limit(&r->c[0], &cfg->tokens);
-		set_limit(&r->c[1], &cfg->requests);
+		set_limit(&r->c[0], &cfg->tokens, cfg->tokens_algorithm);
+		set_limit(&r->c[1], &cfg->requests, cfg->requests_algorithm);
 		set_common(r, cfg->anchor, cfg->utc_offset_minutes,
 			   cfg->calendar_aligned);
 		start_windows(r, m->now);
 		rl_view(r, view);
 		return TALLY_CREATED;
 	}
+	/* Usage and holds stay, no roll; each counter's window moves onto
+	 * the new lattice as relattice() says. */
 	w = *r;
 	(void)holds_catch_up(m, &w, &p);
-	set_limit(&w.c[0], &cfg->tokens);
-	set_limit(&w.c[1], &cfg->requests);
+	set_limit(&w.c[0], &cfg->tokens, cfg->tokens_algorithm);
+	set_limit(&w.c[1], &cfg->requests, cfg->requests_algorithm);
 	set_common(&w, cfg->anchor, cfg->utc_offset_minutes,
 		   cfg->calendar_aligned);
+	for (unsigned i = 0; i < 2; i++) {
+		relattice(&w, i, &r->c[i]);
+		/* A counter that becomes sliding must be in its range. */
+		if (sliding(&w.c[i]) &&
+		    (w.c[i].usage > MODEL_SWIN_AMOUNT_MAX ||
+		     model_held(&w, i) > MODEL_SWIN_AMOUNT_MAX))
+			return TALLY_EOVERFLOW;
+	}
 	install(m, r, &w, &p, TALLY_ROLL_INLINE);
 	rl_view(r, view);
 	return TALLY_OK;
@@ -1215,8 +1392,8 @@ model_ratelimit_bump(struct model *m, const char *key, size_t key_len,
 		return rc;
 	w = *r;
 	changed = catch_up(m, &w, &p);
-	if ((i128)w.c[0].usage + tokens > INT64_MAX ||
-	    (i128)w.c[1].usage + requests > INT64_MAX)
+	if ((i128)w.c[0].usage + tokens > counter_cap(&w.c[0]) ||
+	    (i128)w.c[1].usage + requests > counter_cap(&w.c[1]))
 		return TALLY_EOVERFLOW; /* neither is added */
 	w.c[0].usage += tokens;
 	w.c[1].usage += requests;
@@ -1226,15 +1403,15 @@ model_ratelimit_bump(struct model *m, const char *key, size_t key_len,
 	return TALLY_OK;
 }
 
-/* Mask of the counters with a max that used + held has reached. */
+/* Mask of the counters with a max that have no room left at now (FIXED:
+ * used + held has reached max; SLIDING: the estimate has). */
 static unsigned
-blocked(const struct model_record *r)
+blocked(const struct model_record *r, int64_t now)
 {
 	unsigned mask = 0;
 
 	for (unsigned i = 0; i < 2; i++)
-		if (r->c[i].has_max &&
-		    (i128)r->c[i].usage + model_held(r, i) >= r->c[i].max)
+		if (r->c[i].has_max && counter_room(r, i, now) <= 0)
 			mask |= rl_counter_id[i];
 	return mask;
 }
@@ -1254,7 +1431,7 @@ model_ratelimit_check(struct model *m, const char *key, size_t key_len,
 		return rc;
 	w = *r;
 	(void)catch_up(m, &w, NULL);
-	mask = blocked(&w);
+	mask = blocked(&w, m->now);
 	if (limited != NULL)
 		*limited = mask;
 	rl_view(&w, view);
@@ -1281,9 +1458,7 @@ model_ratelimit_try_consume(struct model *m, const char *key, size_t key_len,
 	w = *r;
 	changed = catch_up(m, &w, &p);
 	for (unsigned i = 0; i < 2; i++)
-		if (w.c[i].has_max &&
-		    (i128)w.c[i].usage + model_held(&w, i) + amount[i] >
-			    w.c[i].max)
+		if (w.c[i].has_max && amount[i] > counter_room(&w, i, m->now))
 			mask |= rl_counter_id[i];
 	if (mask != 0) {
 		/* Both or neither: nothing taken, nothing changed. */
@@ -1292,8 +1467,8 @@ model_ratelimit_try_consume(struct model *m, const char *key, size_t key_len,
 		rl_view(&w, view);
 		return TALLY_LIMITED;
 	}
-	if ((i128)w.c[0].usage + tokens > INT64_MAX ||
-	    (i128)w.c[1].usage + requests > INT64_MAX)
+	if ((i128)w.c[0].usage + tokens > counter_cap(&w.c[0]) ||
+	    (i128)w.c[1].usage + requests > counter_cap(&w.c[1]))
 		return TALLY_EOVERFLOW;
 	w.c[0].usage += tokens;
 	w.c[1].usage += requests;
@@ -1342,6 +1517,7 @@ model_ratelimit_reset(struct model *m, const char *key, size_t key_len,
 		s = reset_start(&w, c, m->now);
 		note_roll(&p, &w, i, s);
 		c->usage = 0;
+		c->prev = 0; /* sliding: nothing carried */
 		c->window_start = s;
 		mask |= rl_counter_id[i];
 	}
@@ -1468,6 +1644,114 @@ retry_after(struct model *m, const struct model_record *w, unsigned i,
 	return best - m->now;
 }
 
+/*
+ * The room of sliding counter i of w at a time t >= now, all else equal:
+ * nothing is written, the window rolls at its end (prev = cur, cur = 0)
+ * and again at the next window's end (prev = 0), each roll only where the
+ * lattice has a window end below INT64_MAX (a window that ends at
+ * INT64_MAX never rolls), and each slot holds its sum until it dies.
+ */
+static i128
+sliding_room_at(const struct model *m, const struct model_record *w, unsigned i,
+		int64_t end, int64_t next_end, i128 t)
+{
+	const struct model_counter *c = &w->c[i];
+	int64_t start = c->window_start, cur = c->usage, prev = c->prev;
+
+	if (end != INT64_MAX && t >= end) {
+		start = end;
+		prev = cur;
+		cur = 0;
+		if (next_end != INT64_MAX && t >= next_end) {
+			start = next_end;
+			prev = 0;
+		}
+	}
+	return (i128)c->max - cur - held_at(m, w, i, (int64_t)t) -
+	       carry_at(period_width(&c->period), prev, start, t);
+}
+
+/*
+ * retry_after of a sliding counter by search: the room changes only by
+ * the carry's shrinking (never growing while time passes within a window)
+ * and at a few events: now, the window's end, the next window's end, each
+ * slot's death. Between two events the room does not decrease, so the
+ * first time a request of amount fits is found by bisecting the first
+ * interval whose last ns fits. NEVER if amount > max or nothing fits by
+ * INT64_MAX; a wait past INT64_MAX - 1 saturates there (counted).
+ */
+static int64_t
+retry_after_sliding(struct model *m, const struct model_record *w, unsigned i,
+		    int64_t amount)
+{
+	const struct model_counter *c = &w->c[i];
+	int64_t end = counter_end(w, c), next_end = INT64_MAX, s;
+	i128 ev[MODEL_SLOTS_MAX + 3], best = 0;
+	unsigned n = 0;
+	bool found = false;
+
+	if (amount > c->max)
+		return TALLY_RETRY_NEVER;
+	if (end != INT64_MAX)
+		counter_window(w, c, end, &s, &next_end);
+	ev[n++] = m->now;
+	if (end != INT64_MAX && end > m->now)
+		ev[n++] = end;
+	if (next_end != INT64_MAX && next_end > m->now)
+		ev[n++] = next_end;
+	for (unsigned k = 0; k < w->nslots; k++) {
+		i128 x = (i128)w->slot[k].number * m->hold_grain;
+
+		if (x > m->now && x <= INT64_MAX)
+			ev[n++] = x;
+	}
+	/* In time order (insertion sort: a few events). */
+	for (unsigned k = 1; k < n; k++)
+		for (unsigned j = k; j > 0 && ev[j - 1] > ev[j]; j--) {
+			i128 x = ev[j];
+
+			ev[j] = ev[j - 1];
+			ev[j - 1] = x;
+		}
+	for (unsigned k = 0; k < n && !found; k++) {
+		i128 lo = ev[k], hi = INT64_MAX;
+
+		for (unsigned j = k + 1; j < n; j++)
+			if (ev[j] > lo) {
+				hi = ev[j] - 1;
+				break;
+			}
+		if (k > 0 && ev[k] == ev[k - 1])
+			continue;
+		if (amount <= sliding_room_at(m, w, i, end, next_end, lo)) {
+			best = lo;
+			found = true;
+			break;
+		}
+		if (amount > sliding_room_at(m, w, i, end, next_end, hi))
+			continue;
+		/* lo fails, hi fits. */
+		while (hi - lo > 1) {
+			i128 mid = lo + (hi - lo) / 2;
+
+			if (amount <=
+			    sliding_room_at(m, w, i, end, next_end, mid))
+				hi = mid;
+			else
+				lo = mid;
+		}
+		best = hi;
+		found = true;
+	}
+	if (!found)
+		return TALLY_RETRY_NEVER;
+	if (best - m->now >= INT64_MAX) {
+		m->retry_overflows++;
+		return INT64_MAX - 1;
+	}
+	return (int64_t)(best - m->now);
+}
+
 /* A report of every counter of w for a request of amount[], with no
  * DENIED or call-specific flags yet. */
 static void
@@ -1488,19 +1772,30 @@ report_limit(struct model *m, const struct model_record *w,
 		cr->held = model_held(w, i);
 		cr->window_start = c->window_start;
 		cr->window_end = counter_end(w, c);
+		if (sliding(c)) {
+			/* used: the estimate, rounded up (with or without a
+			 * max). */
+			cr->flags = TALLY_DECISION_SLIDING;
+			cr->used = clamp64((i128)c->usage +
+					   carry_at(period_width(&c->period),
+						    c->prev, c->window_start,
+						    m->now));
+		}
 		if (!c->has_max) {
-			cr->flags = TALLY_DECISION_UNLIMITED;
+			cr->flags |= TALLY_DECISION_UNLIMITED;
 			cr->remaining = INT64_MAX;
 			continue;
 		}
 		cr->max = c->max;
-		room = (i128)c->max - c->usage - cr->held;
+		room = counter_room(w, i, m->now);
 		cr->remaining = room > 0 ? (int64_t)room : 0;
 		if (cr->remaining == 0)
 			cr->flags |= TALLY_DECISION_REACHED;
 		if (amount[i] > c->max)
 			cr->flags |= TALLY_DECISION_TOO_BIG;
-		cr->retry_after = retry_after(m, w, i, amount[i]);
+		cr->retry_after =
+			sliding(c) ? retry_after_sliding(m, w, i, amount[i])
+				   : retry_after(m, w, i, amount[i]);
 	}
 	rep->flags = rep->c[0].flags | rep->c[1].flags;
 }
@@ -1578,17 +1873,15 @@ struct charge {
 	int64_t slot;
 };
 
-/* The counters of w that amount[] does not fit (used + held + amount >
- * max, counters with a max), as bits 0 and 1. */
+/* The counters of w that amount[] does not fit at now (amount > room,
+ * counters with a max), as bits 0 and 1. */
 static unsigned
-no_room(const struct model_record *w, const int64_t amount[2])
+no_room(const struct model_record *w, const int64_t amount[2], int64_t now)
 {
 	unsigned mask = 0;
 
 	for (unsigned i = 0; i < w->ncounters; i++)
-		if (w->c[i].has_max &&
-		    (i128)w->c[i].usage + model_held(w, i) + amount[i] >
-			    w->c[i].max)
+		if (w->c[i].has_max && amount[i] > counter_room(w, i, now))
 			mask |= 1u << i;
 	return mask;
 }
@@ -1679,7 +1972,7 @@ model_admit(struct model *m, const tally_charge *charges, size_t n,
 		c->w = *c->r;
 		(void)catch_up(m, &c->w, &c->p[0]);
 		report_limit(m, &c->w, c->amount, rep);
-		deny = no_room(&c->w, c->amount);
+		deny = no_room(&c->w, c->amount, m->now);
 		for (unsigned k = 0; k < 2; k++)
 			if (deny & (1u << k))
 				report_flag(
@@ -1743,7 +2036,7 @@ model_admit(struct model *m, const tally_charge *charges, size_t n,
 				model_fail("consume lost its own hold");
 			for (unsigned k = 0; k < c->w.ncounters; k++)
 				if ((i128)c->w.c[k].usage + c->amount[k] >
-				    INT64_MAX)
+				    counter_cap(&c->w.c[k]))
 					shadow[k] |= TALLY_DECISION_OVERFLOW;
 				else
 					c->w.c[k].usage += c->amount[k];
@@ -1872,12 +2165,14 @@ settle_common(struct model *m, struct model_hold *h, const tally_cost *actual,
 		for (unsigned k = 0; k < w.ncounters; k++) {
 			/* Late: the whole actual is charged, released
 			 * nothing; live: beyond what left held is an
-			 * overdraft. Never past INT64_MAX. */
+			 * overdraft. Never past the counter's cap
+			 * (INT64_MAX; sliding: 2^62 - 1). */
 			if (rc == 0)
 				flags[k] |= TALLY_DECISION_LATE;
 			else if (cost[i][k] > moved[k])
 				over[k] = cost[i][k] - moved[k];
-			if ((i128)w.c[k].usage + cost[i][k] > INT64_MAX) {
+			if ((i128)w.c[k].usage + cost[i][k] >
+			    counter_cap(&w.c[k])) {
 				flags[k] |= TALLY_DECISION_OVERFLOW;
 				over[k] = 0;
 			} else {

@@ -31,6 +31,23 @@
  * is all or nothing; handles are struct model_hold, the model's twin of a
  * tally_hold, which names each record by kind, key and incarnation.
  *
+ * Sliding counters (tally.h, TALLY_ALGORITHM_SLIDING), from tally.h's text,
+ * not from swin.c: a SLIDING counter rolls exactly when a FIXED one would
+ * and keeps prev, the usage of the window just before its current one (a
+ * roll into the next window makes it the old usage, a roll over more
+ * windows 0); its room is max - used - held - ceil(prev * (w - e) / w),
+ * e the time since its window's start (0 before it, at most w - 1), and
+ * its usage and held stay at most 2^62 - 1. Reports show the estimate as
+ * used, and find retry_after by bisection over the times between the
+ * events that change the room (the window's end, the next one's, each
+ * slot's death), not by swin.h's closed form. An upsert keeps prev only
+ * for a counter that was SLIDING with the same window length and whose
+ * window is a window of the new lattice; otherwise prev = 0 and a SLIDING
+ * counter's window becomes the new lattice's window holding its old start.
+ * A counter's usage or held above 2^62 - 1 that an upsert made SLIDING
+ * keeps (tally.h: "keeps its usage, held and window") is computed with
+ * exactly, used clamped to INT64_MAX.
+ *
  * Range of validity. Windows are computed exactly in __int128 and clamped to
  * int64 as tally.h documents ("saturating"), for every valid period and any
  * anchor, offset and time; the calendar tables cover the years -12000 to
@@ -76,14 +93,54 @@ struct model_roll {
 	uint64_t incarnation;
 };
 
+/* Sliding counters (tally.h, TALLY_ALGORITHM_SLIDING): the longest window
+ * (ns) and the largest max, usage and held (units). */
+#define MODEL_SWIN_WIDTH_MAX (INT64_C(1) << 62)
+#define MODEL_SWIN_AMOUNT_MAX ((INT64_C(1) << 62) - 1)
+
+/* The 0.3 layouts of tally_ratelimit_config and tally_ratelimit_view
+ * (0.2: the view up to tokens_held), written out from the 0.3 header: a
+ * config of at least MODEL_RL_CONFIG_V1 bytes is accepted (what it lacks
+ * keeps the defaults of TALLY_RATELIMIT_CONFIG_INIT), and a view smaller
+ * than tally_ratelimit_view, of at least MODEL_RL_VIEW_V1 bytes, is filled
+ * in this layout up to its size. */
+struct model_rl_config_03 {
+	size_t size;
+	tally_limit tokens;
+	tally_limit requests;
+	int64_t anchor;
+	int32_t utc_offset_minutes;
+	bool calendar_aligned;
+};
+
+struct model_rl_view_03 {
+	size_t size;
+	struct model_rl_config_03 config;
+	tally_counter_view tokens;
+	tally_counter_view requests;
+	uint64_t version;
+	uint64_t incarnation;
+	int64_t tokens_held;
+	int64_t requests_held;
+	uint64_t holds;
+};
+
+#define MODEL_RL_CONFIG_V1 sizeof(struct model_rl_config_03)
+#define MODEL_RL_VIEW_V1 offsetof(struct model_rl_view_03, tokens_held)
+
 /* A counter: the one of a budget (has_max always true, max = max_limit) or
  * one of a rate limit. window_end is not stored: it is by definition the
- * smallest lattice boundary after window_start, derived for every view. */
+ * smallest lattice boundary after window_start, derived for every view.
+ * algorithm is TALLY_ALGORITHM_* (a budget's is FIXED); prev, a SLIDING
+ * counter's usage of the window just before its current one (0 when that
+ * window was skipped, and always 0 for FIXED). */
 struct model_counter {
 	bool has_max;
 	int64_t max;
 	tally_period period;
+	uint32_t algorithm;
 	int64_t usage;
+	int64_t prev;
 	int64_t window_start;
 };
 

@@ -33,6 +33,7 @@ all=(
 	dead_slot_taken:plain     # a hold whose slot died is taken from another
 	refusal_keeps_holds:plain # a refused admission keeps its holds
 	fits_ignores_held:plain   # admission's read-only pass ignores the holds
+	missed_window_carries:plain # a sliding roll over a gap keeps prev
 	early_free:asan           # no grace period before a free
 	early_free:tsan
 )
