@@ -20,6 +20,9 @@
  *   tally-rl          tally rate limits (tokens and requests in one call);
  *                     human table only, never in --json (the JSON impl set
  *                     is fixed).
+ *   tally-sliding     tally-rl with both counters sliding windows
+ *                     (TALLY_ALGORITHM_SLIDING); human table only, its
+ *                     ratio column against tally-rl (fixed windows).
  * op llm_request (llm.h): one LLM request, admitted across the 6 limits of
  * a key/team/customer hierarchy (1,000 zipf-skewed keys) and settled, by
  * tally (tally_admit + tally_settle), mutex and rwlock (the admission
@@ -94,12 +97,26 @@ enum impl_id {
 	I_FLOOR_ATOMIC,
 	I_TALLY_RL,
 	I_TALLY_WRITES, /* llm_request only (llm.h) */
+	I_TALLY_SW,     /* tally-rl with sliding counters */
 	I__COUNT
 };
 
-static const char *const impl_names[I__COUNT] = {
-	"tally",        "mutex",    "rwlock",      "racy", "floor-lookup-faa",
-	"floor-atomic", "tally-rl", "tally-writes"};
+static const char *const impl_names[I__COUNT] = {"tally",
+						 "mutex",
+						 "rwlock",
+						 "racy",
+						 "floor-lookup-faa",
+						 "floor-atomic",
+						 "tally-rl",
+						 "tally-writes",
+						 "tally-sliding"};
+
+/* tally's rate limits, fixed or sliding: the same calls and checks. */
+static bool
+is_rl(int impl)
+{
+	return impl == I_TALLY_RL || impl == I_TALLY_SW;
+}
 
 enum op_id {
 	O_BUMP,
@@ -353,7 +370,8 @@ target_setup(struct target *t, int impl, const struct keyset *ks)
 
 	switch (impl) {
 	case I_TALLY:
-	case I_TALLY_RL: {
+	case I_TALLY_RL:
+	case I_TALLY_SW: {
 		tally_store_options o = TALLY_STORE_OPTIONS_INIT;
 		int rc;
 
@@ -391,6 +409,12 @@ target_setup(struct target *t, int impl, const struct keyset *ks)
 				c.requests.period.count = MINUTE_NS;
 				c.requests.period.unit = TALLY_PERIOD_FIXED;
 				c.calendar_aligned = true;
+				if (impl == I_TALLY_SW) {
+					c.tokens_algorithm =
+						TALLY_ALGORITHM_SLIDING;
+					c.requests_algorithm =
+						TALLY_ALGORITHM_SLIDING;
+				}
 				rc = tally_ratelimit_upsert(
 					t->store, ks->keys[i], &c, NULL);
 			}
@@ -461,6 +485,7 @@ warm_up(struct target *t)
 			rc = tally_budget_bump(t->store, key, 1, NULL);
 			break;
 		case I_TALLY_RL:
+		case I_TALLY_SW:
 			rc = tally_ratelimit_bump(t->store, key, RL_TOKENS, 1,
 						  NULL);
 			break;
@@ -522,6 +547,7 @@ target_sum(struct target *t, int64_t sums[2])
 		}
 		return true;
 	case I_TALLY_RL:
+	case I_TALLY_SW:
 		sums[0] = atomic_load(&t->rolled.usage[TALLY_COUNTER_TOKENS]);
 		sums[1] = atomic_load(&t->rolled.usage[TALLY_COUNTER_REQUESTS]);
 		for (size_t i = 0; i < ks->n; i++) {
@@ -635,17 +661,21 @@ run_loop(struct worker *w)
 		break;
 
 	case CASE(I_TALLY_RL, O_BUMP):
+	case CASE(I_TALLY_SW, O_BUMP):
 		LOOP(tally_ratelimit_bump(s, key, RL_TOKENS, 1, NULL) ==
 		     TALLY_OK);
 		break;
 	case CASE(I_TALLY_RL, O_CHECK):
+	case CASE(I_TALLY_SW, O_CHECK):
 		LOOP(tally_ratelimit_check(s, key, NULL, NULL) == TALLY_OK);
 		break;
 	case CASE(I_TALLY_RL, O_TRY):
+	case CASE(I_TALLY_SW, O_TRY):
 		LOOP(tally_ratelimit_try_consume(s, key, RL_TOKENS, 1, NULL,
 						 NULL) == TALLY_OK);
 		break;
 	case CASE(I_TALLY_RL, O_GET):
+	case CASE(I_TALLY_SW, O_GET):
 		LOOP(tally_ratelimit_get(s, key, &rv) == TALLY_OK);
 		break;
 
@@ -729,7 +759,7 @@ worker_main(void *arg)
 		tally_budget_view v = TALLY_BUDGET_VIEW_INIT;
 		if (tally_budget_get(t->store, t->ks->keys[0], &v) != TALLY_OK)
 			w->ok = 0;
-	} else if (t->impl == I_TALLY_RL) {
+	} else if (is_rl(t->impl)) {
 		tally_ratelimit_view v = TALLY_RATELIMIT_VIEW_INIT;
 		if (tally_ratelimit_get(t->store, t->ks->keys[0], &v) !=
 		    TALLY_OK)
@@ -853,8 +883,11 @@ static void
 print_row(const struct row *r)
 {
 	FILE *f = human_out();
-	/* tally-rl rows too are compared with tally's budgets. */
-	const struct row *base = row_find(I_TALLY, r->op, r->threads, r->keys);
+	/* tally-rl rows too are compared with tally's budgets; sliding ones
+	 * with tally-rl's (fixed windows). */
+	const struct row *base =
+		row_find(r->impl == I_TALLY_SW ? I_TALLY_RL : I_TALLY, r->op,
+			 r->threads, r->keys);
 	char ratio[32] = "-";
 	char extra[192] = "";
 	size_t n = 0;
@@ -914,7 +947,7 @@ print_json(void)
 	for (size_t i = 0; i < n_rows; i++) {
 		const struct row *r = &rows[i];
 
-		if (r->impl == I_TALLY_RL || r->bg != BG_NONE)
+		if (is_rl(r->impl) || r->bg != BG_NONE)
 			continue;
 		printf("%s\n  {\"impl\": \"%s\", \"op\": \"%s\", "
 		       "\"threads\": %d, \"keys\": %ld, \"ns_per_op\": %.3f, "
@@ -1147,16 +1180,16 @@ run_row(struct target *t, int op, int threads)
 
 		if (!target_sum(t, after)) {
 			r->failed = true;
-		} else if (t->impl == I_TALLY_RL) {
+		} else if (is_rl(t->impl)) {
 			if (after[0] - before[0] != applied * RL_TOKENS ||
 			    after[1] - before[1] != applied) {
 				fprintf(stderr,
-					"tally-bench: tally-rl %s: applied "
+					"tally-bench: %s %s: applied "
 					"%" PRId64 " calls, tokens grew by "
 					"%" PRId64 ", requests by %" PRId64
 					"\n",
-					op_names[op], applied,
-					after[0] - before[0],
+					impl_names[t->impl], op_names[op],
+					applied, after[0] - before[0],
 					after[1] - before[1]);
 				r->failed = true;
 			}
@@ -1325,8 +1358,9 @@ usage(FILE *f, const char *argv0)
 		"  --keys LIST     key counts (default 1,1000,1000000)\n"
 		"  --impl LIST     of tally, mutex, rwlock, racy,\n"
 		"                  floor-lookup-faa, floor-atomic, tally-rl,\n"
-		"                  tally-writes\n"
+		"                  tally-writes, tally-sliding\n"
 		"                  (default all; tally-rl rows are rate limits,\n"
+		"                  tally-sliding ones sliding rate limits, both\n"
 		"                  shown in the table only, never in --json;\n"
 		"                  tally-writes: llm_request only, its 12\n"
 		"                  record writes as plain bumps, a floor)\n"
