@@ -826,6 +826,68 @@ TALLY_API int tally_ratelimit_remove_n(tally_store *store, const char *key,
 				       tally_ratelimit_view *view);
 
 /* ------------------------------------------------------------------------ */
+/* Export: every record of a store, without stopping it (0.4)              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One record as an export saw it: its key, its kind and the view of one
+ * snapshot (as stored, like tally_*_get: a due window is shown unrolled,
+ * holds as held). The library fills it and sets size, as for tally_roll;
+ * the key points to a copy (key_len bytes and a NUL) that lives until the
+ * callback returns. Only the view of the record's kind is filled; the
+ * other is all zero but its size.
+ */
+typedef struct tally_record {
+	size_t size;
+	uint32_t kind; /* TALLY_KIND_BUDGET or TALLY_KIND_RATELIMIT */
+	const char *key;
+	size_t key_len;
+	tally_budget_view budget;       /* kind TALLY_KIND_BUDGET */
+	tally_ratelimit_view ratelimit; /* kind TALLY_KIND_RATELIMIT */
+} tally_record;
+
+/* Return 0 to go on; anything else stops the export, which returns it. */
+typedef int tally_record_fn(void *ctx, const tally_record *record);
+
+/*
+ * Where an export stands: plain data the caller owns, bound to one store
+ * by its first call. Opaque but for `done`; a cursor that was changed, or
+ * that belongs to another store, is TALLY_EINVAL. One cursor is used by
+ * one call at a time. Initialize with TALLY_CURSOR_INIT.
+ */
+typedef struct tally_cursor {
+	uint64_t store;
+	uint64_t at[2];
+	bool done; /* the walk has returned every record */
+} tally_cursor;
+
+#define TALLY_CURSOR_INIT                                                      \
+	{                                                                      \
+		0, {0, 0}, false                                               \
+	}
+
+/*
+ * Hands the next records of a walk over the whole store (budgets and rate
+ * limits) to fn, at most `max` of them (0: to the end), and moves the
+ * cursor past each one fn was given. Call again with the same cursor until
+ * cursor->done. Guarantees: every record that is live for the whole walk is
+ * given once; one created or removed during it at most once; each record's
+ * fields come from one snapshot (one atomic load: consistent, as a get);
+ * no lock is taken, writers never wait, and no epoch section spans more
+ * than one record (each looks at no more than a few hundred cells), so a
+ * walk of any length holds reclamation back by one record at most. fn runs
+ * outside the store's sections and may call the store (any call but
+ * tally_store_destroy, writes and removes included). Records come in the
+ * order of their cells, not of keys or kinds. Returns TALLY_OK (after max
+ * records, or at the end: then cursor->done), fn's nonzero result (the
+ * cursor is past the record fn was given), TALLY_EINVAL (store, cursor or
+ * fn NULL, or a bad cursor: then nothing is given) or TALLY_ENOMEM (the
+ * calling thread could not be registered).
+ */
+TALLY_API int tally_export(tally_store *store, tally_cursor *cursor, size_t max,
+			   tally_record_fn *fn, void *ctx);
+
+/* ------------------------------------------------------------------------ */
 /* Admission: holds, several limits in one call, decisions                  */
 /* ------------------------------------------------------------------------ */
 

@@ -1672,6 +1672,97 @@ op_ratelimit(struct input *in, unsigned op)
 	cmp_rolls(what, false);
 }
 
+static const char *
+kind_name(uint32_t kind)
+{
+	return kind == TALLY_KIND_BUDGET ? "budget" : "rate-limit";
+}
+
+/* Export: what the walk gave, checked record by record against the
+ * model as it goes. */
+struct export_seen {
+	const char *what;
+	unsigned given;
+	unsigned stop_at; /* fn returns 7 at this record (0: never) */
+	bool seen[MODEL_RECORDS_MAX];
+};
+
+static int
+on_export(void *ctx, const tally_record *r)
+{
+	struct export_seen *e = ctx;
+	const struct model_record *mr;
+	size_t ix;
+
+	e->given++;
+	if (r->size != sizeof *r || r->key == NULL ||
+	    r->key[r->key_len] != '\0')
+		fail("%s: record %u: size %zu or key not terminated", e->what,
+		     e->given, r->size);
+	mr = model_find(&g.model, r->kind, r->key, r->key_len);
+	if (mr == NULL)
+		fail("%s: gave a %s record of %zu bytes the model lacks",
+		     e->what, kind_name(r->kind), r->key_len);
+	ix = (size_t)(mr - g.model.rec);
+	if (e->seen[ix])
+		fail("%s: gave the %s record %s twice", e->what,
+		     kind_name(r->kind), mr->key);
+	e->seen[ix] = true;
+	if (r->kind == TALLY_KIND_BUDGET) {
+		tally_budget_view mv = TALLY_BUDGET_VIEW_INIT;
+
+		if (model_budget_get(&g.model, r->key, r->key_len, &mv) !=
+		    TALLY_OK)
+			fail("%s: model get failed", e->what);
+		cmp_bview(e->what, &r->budget, &mv);
+		if (r->ratelimit.size != sizeof r->ratelimit ||
+		    r->ratelimit.version != 0)
+			fail("%s: the other view is not empty", e->what);
+	} else {
+		tally_ratelimit_view mv = TALLY_RATELIMIT_VIEW_INIT;
+
+		if (model_ratelimit_get(&g.model, r->key, r->key_len, &mv) !=
+		    TALLY_OK)
+			fail("%s: model get failed", e->what);
+		cmp_rview(e->what, &r->ratelimit, &mv);
+		if (r->budget.size != sizeof r->budget ||
+		    r->budget.version != 0)
+			fail("%s: the other view is not empty", e->what);
+	}
+	return e->stop_at == e->given ? 7 : 0;
+}
+
+/* A whole export in calls of at most max records (and one call whose fn
+ * stops it): every live model record once, each view the model's. */
+static void
+op_export(uint8_t flags)
+{
+	static const size_t maxes[4] = {0, 1, 3, 64};
+	size_t max = maxes[(flags >> 2) & 3];
+	tally_cursor c = TALLY_CURSOR_INIT;
+	struct export_seen e;
+	unsigned calls = 0;
+
+	memset(&e, 0, sizeof e);
+	e.what = "export";
+	e.stop_at = flags & 1 ? 2 : 0;
+	trace("@%" PRId64 " export(max %zu%s)", g.now, max,
+	      e.stop_at ? ", stop at 2" : "");
+	while (!c.done) {
+		int rc = tally_export(g.store, &c, max, on_export, &e);
+
+		if (rc != (e.stop_at != 0 && e.given == e.stop_at ? 7 : 0))
+			fail("export: call %u returned %s after %u records",
+			     calls, rc_name(rc), e.given);
+		if (++calls > 4 * MODEL_RECORDS_MAX + 4)
+			fail("export: no end after %u calls", calls);
+	}
+	if (e.given != model_records(&g.model))
+		fail("export: gave %u records, the model has %zu", e.given,
+		     model_records(&g.model));
+	cmp_rolls("export", true);
+}
+
 static void
 op_sweep(struct input *in)
 {
@@ -1682,6 +1773,11 @@ op_sweep(struct input *in)
 	int lrc, mrc;
 	char what[64];
 
+	/* Flags 0x50 .. 0x5f (no seed writes them) export instead. */
+	if ((flags & 0xf0) == 0x50) {
+		op_export(flags);
+		return;
+	}
 	snprintf(what, sizeof what, "sweep(%s%s%s)", store ? "" : "NULL, ",
 		 with_cb ? "cb" : "no cb", with_count ? ", count" : "");
 	trace("@%" PRId64 " %s", g.now, what);

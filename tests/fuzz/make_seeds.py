@@ -319,6 +319,14 @@ class Prog:
         self.b += u8(0xFC | f if null_store else f)
         return self
 
+    def export(self, max_index=0, stop=False):
+        """tally_export to the end in calls of at most [0 (all), 1, 3,
+        64][max_index] records, fn stopping at the second with stop:
+        the sweep op with flags 0x50 .. 0x5f."""
+        self.op("sweep")
+        self.b += u8(0x50 | (max_index << 2) | (1 if stop else 0))
+        return self
+
     def fwd_ns(self, n):
         assert 1 <= n <= 65536
         self.op("clock")
@@ -929,6 +937,21 @@ def sliding_seeds(s):
         p.fwd_s(20).r_try("a", 20, 0)
     p.fwd_h(5).sweep().r_get("a")
     s["sliding_basic"] = p
+
+    # Export: both kinds, keys with NUL bytes, holds, due windows shown
+    # unrolled, removed records gone, in calls of every size.
+    p = Prog(T(2024, 2, 29, 23, 59, 59), ttl_index=1)
+    p.export()
+    p.b_upsert("a", 100, ("ns", HOUR)).r_upsert("b", (10, minute, "S"),
+                                               (5, ("s", 30)))
+    p.b_upsert("hi", 7, ("M", 1)).r_upsert("a", (None, ("d", 1)),
+                                          (3, ("w", 1)))
+    p.export(1).export(2, stop=True)
+    p.admit([("r", "b", (4, 1)), ("b", "a", 10)], mode="hold", h=0)
+    p.b_bump("a", 5).r_bump("a", 2, 1).export(3)
+    p.fwd_h(2).export(0, stop=True).sweep().export(1)
+    p.b_remove("hi").export(2).settle(0, ["est"]).export(3, stop=True)
+    s["export_walks"] = p
 
     p = Prog(T(2024, 3, 1, 0, 0, 1))
     p.r_upsert("a", (10, minute, "S"), (5, ("w", 1), "S"), aligned=True)
