@@ -1243,6 +1243,121 @@ TALLY_API int tally_headers_format(const tally_decision *decision,
 				   size_t npolicies, uint32_t fields, char *buf,
 				   size_t size);
 
+/* ------------------------------------------------------------------------ */
+/* Metrics: the Prometheus text exposition format (0.4)                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * tally_metrics_write() writes a store's stats and, when asked, gauges of
+ * its records in the Prometheus text exposition format 0.0.4 (a scrape
+ * body, Content-Type "text/plain; version=0.0.4"). It does no I/O and
+ * needs nothing beyond the library: the text goes to the caller's sink,
+ * in chunks of at most 4 KiB (the last one shorter; never a chunk of 0
+ * bytes), which the caller writes to its HTTP response, a file or a
+ * buffer.
+ *
+ * Families, in this order (names with the default prefix "tally_"; every
+ * family has # HELP and # TYPE, and all its samples follow them):
+ *   gauges of tally_stats: tally_records, tally_threads,
+ *     tally_threads_active, tally_pending, tally_peak_pending;
+ *   counters of tally_stats: tally_writes_total, tally_cas_retries_total,
+ *     tally_rolls_total, tally_retired_total, tally_freed_total,
+ *     tally_admitted_total, tally_refused_total{reason="limit"|"too_big"|
+ *     "race"|"missing"} (refused_limit, _too_big, _race, _missing),
+ *     tally_compensations_total, tally_holds_total, tally_settles_total,
+ *     tally_releases_total, tally_partials_total, tally_late_settles_total,
+ *     tally_overdraft_units_total, tally_expired_holds_total,
+ *     tally_expired_units_total, tally_shadow_would_deny_total;
+ *   with max_records > 0: tally_records_exported (records whose gauges
+ *     follow) and tally_records_truncated (the records the cap left out:
+ *     0 if the walk ended before max_records, else tally_records minus
+ *     max_records, at least 0), then one family per gauge,
+ *     with a sample per counter of each exported record:
+ *       tally_used                the counter's usage
+ *       tally_held                what its live holds hold
+ *       tally_max                 its max (none for a counter without one)
+ *       tally_window_end_seconds  its window's end, Unix seconds (none
+ *                                 when the end is INT64_MAX: never)
+ *     labelled kind="budget"|"ratelimit", key="..." and
+ *     counter="budget"|"tokens"|"requests", e.g.
+ *       tally_used{kind="ratelimit",key="acme",counter="tokens"} 1200
+ *     A family with no sample is left out. A family's records come in the
+ *     store's order (tally_export's), the same in every family.
+ * The stats come from one tally_store_stats() call at the start (see
+ * there: a moment's approximation while other threads run). The records
+ * come from one tally_export() walk (its guarantees hold): each record's
+ * numbers are from one snapshot, as stored, like tally_*_get: a due
+ * window shows its old usage and its end in the past until a write or a
+ * sweep rolls it, and a hold that expired is counted in held until the
+ * record's next CAS drops it. A sliding counter (TALLY_ALGORITHM_SLIDING)
+ * shows its current window's stored usage as tally_used, not the estimate.
+ * The call keeps the walk's records in memory from the store's allocator
+ * (about 100 bytes and the key per record, up to twice that as the arrays
+ * double) until the text is written, so that every family can list
+ * them; tally_records_truncated is exact when no record is created or
+ * removed during the call. The walk stops at max_records: records past
+ * the cap are not visited.
+ *
+ * Values: integers in decimal, window ends in seconds with exactly 9
+ * fractional digits ("1767225600.000000000", "-0.500000000"; exact, no
+ * floating point). Prometheus reads every value as a float64: integers
+ * above 2^53 (about 9.007e15) and window ends with a nanosecond part lose
+ * precision there; the text itself is exact.
+ *
+ * Keys as label values: a key is any bytes, so it is encoded, injectively
+ * and always as valid UTF-8:
+ *   - a well-formed UTF-8 sequence (shortest form, no surrogate, at most
+ *     U+10FFFF) of a code point from U+00A0 up is kept as is, and so is
+ *     printable ASCII (0x20 to 0x7e) but '%';
+ *   - every other byte is written %XX, two uppercase hex digits: '%',
+ *     controls (0x00 to 0x1f, 0x7f, and the bytes of U+0080 to U+009F),
+ *     and every byte that is not part of a well-formed sequence (0xff, a
+ *     truncated or overlong sequence, a surrogate);
+ *   - then the format's escapes: '\' is written "\\" and '"' "\"" (a
+ *     newline is already %0A).
+ * Decoding (undo the escapes, then %XX to a byte and every other character
+ * to its UTF-8 bytes) gives back the key. In C notation: the key "a%b" is
+ * key="a%25b", "a\0b" key="a%00b", "\xff" key="%FF", "q\"" (q and a
+ * quote) key="q\"", and "caf\xc3\xa9" (e acute) stays as it is.
+ */
+
+/* The caller's sink: len > 0 bytes of text (not NUL-terminated). Return 0
+ * to go on; anything else stops the writer, which returns it. */
+typedef int tally_write_fn(void *ctx, const char *data, size_t len);
+
+typedef struct tally_metrics_options {
+	size_t size;          /* sizeof(tally_metrics_options); set by _INIT */
+	const char *prefix;   /* NULL: "tally_"; [a-zA-Z_:][a-zA-Z0-9_:]* */
+	uint64_t max_records; /* 0: no record gauges; else at most this many */
+	uint32_t flags;       /* none defined yet: must be 0 */
+} tally_metrics_options;
+
+/* clang-format off */
+#define TALLY_METRICS_OPTIONS_INIT                                             \
+	{sizeof(tally_metrics_options), NULL, 0, 0}
+/* clang-format on */
+
+/*
+ * Write the store's metrics (see above) to fn. options may be NULL (the
+ * defaults: prefix "tally_", no record gauges). The prefix starts every
+ * metric name; it must be non-empty and match [a-zA-Z_:][a-zA-Z0-9_:]*
+ * (a ':' is valid but reserved for recording rules: promtool warns). The
+ * call changes no record; with max_records > 0 it registers the calling
+ * thread with the store, like any call that walks it. fn runs outside
+ * every lock and section and may call the store (not tally_store_destroy).
+ * Returns TALLY_OK, fn's nonzero result (fn has had a prefix of the text,
+ * ending at some chunk's end; a sink that returns values other than the
+ * TALLY_* codes can tell its stop from the writer's errors), TALLY_EINVAL
+ * (NULL store or fn, options->size smaller than the first layout, a bad
+ * prefix, nonzero flags), or TALLY_ENOMEM (the calling thread could not
+ * be registered or the records could not be kept). fn is called only
+ * after every check and allocation passed: on an error it has not been
+ * called.
+ */
+TALLY_API int tally_metrics_write(tally_store *store,
+				  const tally_metrics_options *options,
+				  tally_write_fn *fn, void *ctx);
+
 #ifdef __cplusplus
 }
 #endif

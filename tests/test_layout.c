@@ -162,6 +162,12 @@ OFF(tally_ratelimit_config, tokens_algorithm, 88);
 OFF(tally_ratelimit_config, requests_algorithm, 92);
 OFF(tally_ratelimit_view, tokens_previous, 192);
 OFF(tally_ratelimit_view, requests_previous, 200);
+/* 0.4: the metrics writer's options. */
+SIZE(tally_metrics_options, 32);
+OFF(tally_metrics_options, size, 0);
+OFF(tally_metrics_options, prefix, 8);
+OFF(tally_metrics_options, max_records, 16);
+OFF(tally_metrics_options, flags, 24);
 #define LAYOUT_PINNED 1
 #else
 #define LAYOUT_PINNED 0
