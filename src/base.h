@@ -71,6 +71,19 @@
 /* Signed 128-bit products (GCC and Clang). */
 __extension__ typedef __int128 tally__i128;
 
+/* The decimal digits of v end at digits + 20: returns where they begin. */
+static inline size_t
+tally__u64_dec(uint64_t v, char digits[20])
+{
+	size_t i = 20;
+
+	do {
+		digits[--i] = (char)('0' + (int)(v % 10));
+		v /= 10;
+	} while (v != 0);
+	return i;
+}
+
 #define TALLY__LIKELY(x) __builtin_expect(!!(x), 1)
 #define TALLY__UNLIKELY(x) __builtin_expect(!!(x), 0)
 

@@ -121,12 +121,8 @@ static void
 hdr_putu(struct hdr_out *o, uint64_t v)
 {
 	char digits[20];
-	size_t i = sizeof(digits);
+	size_t i = tally__u64_dec(v, digits);
 
-	do {
-		digits[--i] = (char)('0' + (int)(v % 10));
-		v /= 10;
-	} while (v != 0);
 	hdr_put(o, digits + i, sizeof(digits) - i);
 }
 

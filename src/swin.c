@@ -245,20 +245,18 @@ int
 tally__swin_retry_after(int64_t w, int64_t max, const struct tally__swin *st,
 			int64_t now, int64_t held, int64_t n, int64_t *out)
 {
-	int rc = check_all(w, max, st, held, n);
-	struct at a;
+	struct tally__swin_pass p;
 	i128 d;
+	int rc = tally__swin_pass_at(w, max, st, now, held, n,
+				     out != NULL ? &p : NULL);
 
 	if (rc != TALLY_OK)
 		return rc;
-	if (out == NULL)
-		return TALLY_EINVAL;
-	a = at_now(w, st, now);
-	d = wait_wide(w, max, &a, now, held, n);
-	if (d < 0) {
+	if (p.never) {
 		*out = TALLY_RETRY_NEVER;
 		return TALLY_OK;
 	}
+	d = p.at - now;
 	if (d > INT64_MAX - 1)
 		return TALLY_EOVERFLOW;
 	*out = (int64_t)d;
