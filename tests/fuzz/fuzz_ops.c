@@ -1684,6 +1684,7 @@ struct export_seen {
 	const char *what;
 	unsigned given;
 	unsigned stop_at; /* fn returns 7 at this record (0: never) */
+	bool stopped;     /* fn returned 7 in the current call */
 	bool seen[MODEL_RECORDS_MAX];
 };
 
@@ -1729,7 +1730,8 @@ on_export(void *ctx, const tally_record *r)
 		    r->budget.version != 0)
 			fail("%s: the other view is not empty", e->what);
 	}
-	return e->stop_at == e->given ? 7 : 0;
+	e->stopped = e->stop_at == e->given;
+	return e->stopped ? 7 : 0;
 }
 
 /* A whole export in calls of at most max records (and one call whose fn
@@ -1749,9 +1751,11 @@ op_export(uint8_t flags)
 	trace("@%" PRId64 " export(max %zu%s)", g.now, max,
 	      e.stop_at ? ", stop at 2" : "");
 	while (!c.done) {
-		int rc = tally_export(g.store, &c, max, on_export, &e);
+		int rc;
 
-		if (rc != (e.stop_at != 0 && e.given == e.stop_at ? 7 : 0))
+		e.stopped = false;
+		rc = tally_export(g.store, &c, max, on_export, &e);
+		if (rc != (e.stopped ? 7 : 0))
 			fail("export: call %u returned %s after %u records",
 			     calls, rc_name(rc), e.given);
 		if (++calls > 4 * MODEL_RECORDS_MAX + 4)
