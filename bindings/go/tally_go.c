@@ -232,7 +232,8 @@ tgo_budget_try_consume(uintptr_t s, const char *k, size_t n, int64_t amount)
 {
 	tgo_budget_res r = {0, TALLY_BUDGET_VIEW_INIT};
 
-	r.rc = tally_budget_try_consume_n(TGO_S(s), TGO_KEY(k), n, amount, &r.view);
+	r.rc = tally_budget_try_consume_n(TGO_S(s), TGO_KEY(k), n, amount,
+					  &r.view);
 	return r;
 }
 
@@ -261,7 +262,8 @@ tgo_rl_upsert(uintptr_t s, const char *k, size_t n,
 	tgo_rl_res r = {0, 0, TALLY_RATELIMIT_VIEW_INIT};
 
 	config.size = sizeof(config);
-	r.rc = tally_ratelimit_upsert_n(TGO_S(s), TGO_KEY(k), n, &config, &r.view);
+	r.rc = tally_ratelimit_upsert_n(TGO_S(s), TGO_KEY(k), n, &config,
+					&r.view);
 	return r;
 }
 
@@ -290,7 +292,8 @@ tgo_rl_check(uintptr_t s, const char *k, size_t n)
 {
 	tgo_rl_res r = {0, 0, TALLY_RATELIMIT_VIEW_INIT};
 
-	r.rc = tally_ratelimit_check_n(TGO_S(s), TGO_KEY(k), n, &r.mask, &r.view);
+	r.rc = tally_ratelimit_check_n(TGO_S(s), TGO_KEY(k), n, &r.mask,
+				       &r.view);
 	return r;
 }
 
@@ -311,8 +314,8 @@ tgo_rl_reset(uintptr_t s, const char *k, size_t n, uint64_t version,
 {
 	tgo_rl_res r = {0, 0, TALLY_RATELIMIT_VIEW_INIT};
 
-	r.rc = tally_ratelimit_reset_n(TGO_S(s), TGO_KEY(k), n, version, counters,
-				       &r.mask, &r.view);
+	r.rc = tally_ratelimit_reset_n(TGO_S(s), TGO_KEY(k), n, version,
+				       counters, &r.mask, &r.view);
 	return r;
 }
 
@@ -362,7 +365,8 @@ tgo_settle(uintptr_t s, tgo_admit_buf *b, size_t n, int op)
 	b->decision = (tally_decision)TALLY_DECISION_INIT;
 	switch (op) {
 	case TGO_SETTLE:
-		return tally_settle(TGO_S(s), &b->hold, b->costs, n, &b->decision);
+		return tally_settle(TGO_S(s), &b->hold, b->costs, n,
+				    &b->decision);
 	case TGO_RELEASE:
 		return tally_release(TGO_S(s), &b->hold, &b->decision);
 	case TGO_PARTIAL:

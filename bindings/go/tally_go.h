@@ -48,7 +48,7 @@ typedef struct tgo_event_counts {
 /* One store and what its callbacks need (freed by tgo_close). */
 typedef struct tgo_ctx {
 	tally_store *store;
-	int64_t now; /* manual clock (atomic) */
+	int64_t now;          /* manual clock (atomic) */
 	pthread_mutex_t lock; /* the ring */
 	tgo_event *ring;
 	size_t cap, head, len;
@@ -94,8 +94,8 @@ tgo_budget_res tgo_budget_get(uintptr_t s, const char *key, size_t len);
 tgo_budget_res tgo_budget_bump(uintptr_t s, const char *key, size_t len,
 			       int64_t amount);
 tgo_budget_res tgo_budget_check(uintptr_t s, const char *key, size_t len);
-tgo_budget_res tgo_budget_try_consume(uintptr_t s, const char *key,
-				      size_t len, int64_t amount);
+tgo_budget_res tgo_budget_try_consume(uintptr_t s, const char *key, size_t len,
+				      int64_t amount);
 tgo_budget_res tgo_budget_reset(uintptr_t s, const char *key, size_t len,
 				uint64_t version);
 tgo_budget_res tgo_budget_remove(uintptr_t s, const char *key, size_t len);
@@ -103,8 +103,8 @@ tgo_budget_res tgo_budget_remove(uintptr_t s, const char *key, size_t len);
 tgo_rl_res tgo_rl_upsert(uintptr_t s, const char *key, size_t len,
 			 tally_ratelimit_config config);
 tgo_rl_res tgo_rl_get(uintptr_t s, const char *key, size_t len);
-tgo_rl_res tgo_rl_bump(uintptr_t s, const char *key, size_t len,
-		       int64_t tokens, int64_t requests);
+tgo_rl_res tgo_rl_bump(uintptr_t s, const char *key, size_t len, int64_t tokens,
+		       int64_t requests);
 tgo_rl_res tgo_rl_check(uintptr_t s, const char *key, size_t len);
 tgo_rl_res tgo_rl_try_consume(uintptr_t s, const char *key, size_t len,
 			      int64_t tokens, int64_t requests);
