@@ -360,10 +360,9 @@ tally__retry_after_sliding(const struct tally__hs *h, unsigned c,
 }
 
 void
-tally__report_counter(tally_counter_report *rep, const struct tally__hs *h,
-		      unsigned c, const struct tally__args *a, int64_t amount,
-		      bool has_max, int64_t max, int64_t used,
-		      int64_t window_start, int64_t window_end)
+tally__report_fill(tally_counter_report *rep, const struct tally__hs *h,
+		   unsigned c, int64_t amount, bool has_max, int64_t max,
+		   int64_t used, int64_t window_start, int64_t window_end)
 {
 	int64_t held = *h->total[c];
 
@@ -373,11 +372,11 @@ tally__report_counter(tally_counter_report *rep, const struct tally__hs *h,
 	rep->window_start = window_start;
 	rep->window_end = window_end;
 	rep->overdraft = 0;
+	rep->retry_after = 0;
 	if (!has_max) {
 		rep->flags = TALLY_DECISION_UNLIMITED;
 		rep->max = 0;
 		rep->remaining = INT64_MAX;
-		rep->retry_after = 0;
 		return;
 	}
 	rep->max = max;
@@ -388,6 +387,17 @@ tally__report_counter(tally_counter_report *rep, const struct tally__hs *h,
 		rep->flags |= TALLY_DECISION_REACHED;
 	if (amount > max)
 		rep->flags |= TALLY_DECISION_TOO_BIG;
-	rep->retry_after = tally__retry_after(h, c, a->grain, a->now, amount,
-					      max, used, window_end);
+}
+
+void
+tally__report_counter(tally_counter_report *rep, const struct tally__hs *h,
+		      unsigned c, const struct tally__args *a, int64_t amount,
+		      bool has_max, int64_t max, int64_t used,
+		      int64_t window_start, int64_t window_end)
+{
+	tally__report_fill(rep, h, c, amount, has_max, max, used, window_start,
+			   window_end);
+	if (has_max)
+		rep->retry_after = tally__retry_after(
+			h, c, a->grain, a->now, amount, max, used, window_end);
 }

@@ -184,6 +184,11 @@ int64_t tally__retry_after_sliding(const struct tally__hs *h, unsigned c,
 				   int64_t now, int64_t amount, int64_t max,
 				   int64_t w, const struct tally__swin *st);
 
+/* The same without retry_after (0): for a kind that computes its own. */
+void tally__report_fill(tally_counter_report *rep, const struct tally__hs *h,
+			unsigned c, int64_t amount, bool has_max, int64_t max,
+			int64_t used, int64_t window_start, int64_t window_end);
+
 /*
  * Fills a counter report for the counter c of a record (next, after the
  * transition) and a request of `amount`: max, used, held, remaining,

@@ -236,8 +236,8 @@ would_overflow(const struct tally__rl_snap *s, const int64_t amount[2])
 
 /* A sliding counter's report: used is the estimate rounded up, so that
  * max - used - held is the largest request tally__rl_passes lets through;
- * retry_after from swin.h's closed
- * form with the holds' expiries (tally__retry_after_sliding). */
+ * retry_after from swin.h's closed form with the holds' expiries
+ * (tally__retry_after_sliding). */
 static void
 report_sliding(tally_counter_report *rep, const struct tally__rl_snap *s,
 	       const struct tally__hs *h, unsigned i,
@@ -246,16 +246,12 @@ report_sliding(tally_counter_report *rep, const struct tally__rl_snap *s,
 	const struct tally__counter *c = &s->c[i];
 	struct tally__swin st;
 
-	/* An amount that fits anything: the fixed retry_after is 0 at once,
-	 * and replaced below. */
-	tally__report_counter(rep, h, i, a, INT64_MIN, c->has_max != 0, c->max,
-			      c->usage + tally__rl_carry(c, s->prev[i], a->now),
-			      c->window_start, c->window_end);
+	tally__report_fill(rep, h, i, amount, c->has_max != 0, c->max,
+			   c->usage + tally__rl_carry(c, s->prev[i], a->now),
+			   c->window_start, c->window_end);
 	rep->flags |= TALLY_DECISION_SLIDING;
 	if (!c->has_max)
 		return;
-	if (amount > c->max)
-		rep->flags |= TALLY_DECISION_TOO_BIG;
 	st.start = c->window_start;
 	st.cur = c->usage;
 	st.prev = s->prev[i];
