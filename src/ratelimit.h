@@ -63,28 +63,25 @@ tally__rl_width(const struct tally__counter *c)
 		       : c->period_count;
 }
 
-/* prev * (w - e), e = now' - start with now' = max(now, start) and the
- * counter not due at now (so e < w; a window whose end is past int64 is
- * the same). */
-static inline tally__i128
-tally__rl_weighted(const struct tally__counter *c, int64_t prev, int64_t now)
+/* e = now' - start, now' = max(now, start), for a counter not due at now
+ * (so e < w; a window whose end is past int64 is the same). */
+static inline int64_t
+tally__rl_offset(const struct tally__counter *c, int64_t now)
 {
 	int64_t w = tally__rl_width(c);
 	tally__i128 e =
 		now > c->window_start ? (tally__i128)now - c->window_start : 0;
 
-	if (e >= w)
-		e = w - 1; /* only a coarse reading the exact one replaces */
-	return (tally__i128)prev * (w - e);
+	/* e >= w: only a coarse reading, which the exact one replaces. */
+	return e >= w ? w - 1 : (int64_t)e;
 }
 
 /* ceil(prev * (w - e) / w): the previous window's part of the estimate. */
 static inline int64_t
 tally__rl_carry(const struct tally__counter *c, int64_t prev, int64_t now)
 {
-	int64_t w = tally__rl_width(c);
-
-	return (int64_t)((tally__rl_weighted(c, prev, now) + w - 1) / w);
+	return tally__swin_carry_at(tally__rl_width(c), prev,
+				    tally__rl_offset(c, now));
 }
 
 /*
@@ -101,14 +98,12 @@ tally__rl_passes_at(const struct tally__rl_snap *s, unsigned i, int64_t now,
 		    int64_t n)
 {
 	const struct tally__counter *c = &s->c[i];
-	tally__i128 w;
 
 	if (TALLY__LIKELY(c->algorithm == TALLY_ALGORITHM_FIXED))
 		return n <= tally__room(c->max, c->usage, c->held);
-	w = tally__rl_width(c);
-	return tally__rl_weighted(c, s->prev[i], now) +
-		       ((tally__i128)c->usage + c->held + n) * w <=
-	       (tally__i128)c->max * w;
+	return tally__swin_fits_at(tally__rl_width(c), c->max, s->prev[i],
+				   c->usage, tally__rl_offset(c, now), c->held,
+				   n);
 }
 
 /* The same at a->now. A sliding counter's decision needs the exact clock:

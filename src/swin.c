@@ -124,10 +124,8 @@ at_now(int64_t w, const struct tally__swin *st, int64_t now)
 static bool
 fits(int64_t w, int64_t max, const struct at *a, int64_t held, int64_t n)
 {
-	i128 lhs = (i128)a->st.prev * (w - a->e) +
-		   ((i128)a->st.cur + held + n) * w;
-
-	return lhs <= (i128)max * w;
+	return tally__swin_fits_at(w, max, a->st.prev, a->st.cur, a->e, held,
+				   n);
 }
 
 int
@@ -198,7 +196,7 @@ tally__swin_remaining(int64_t w, int64_t max, const struct tally__swin *st,
 	/* n fits iff n <= max - cur - held - prev * (w - e) / w, that is
 	 * (n an integer) iff n <= max - cur - held - ceil(prev * (w - e) / w).
 	 */
-	weighted = ((i128)a.st.prev * (w - a.e) + (w - 1)) / w;
+	weighted = tally__swin_carry_at(w, a.st.prev, a.e);
 	room = (i128)max - a.st.cur - held - weighted;
 	*out = room > 0 ? (int64_t)room : 0;
 	return TALLY_OK;

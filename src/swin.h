@@ -142,6 +142,29 @@ struct tally__swin_est {
 };
 
 /*
+ * The estimate's test and its previous-window part at an offset e of the
+ * current window (0 <= e < w), on a state already rolled to it, with no
+ * range check: the functions below (which check and roll) and the hot
+ * paths of the rate-limit kind (whose snapshots keep the ranges) share
+ * them. Amounts in the ranges above, n up to INT64_MAX.
+ */
+static inline bool
+tally__swin_fits_at(int64_t w, int64_t max, int64_t prev, int64_t cur,
+		    int64_t e, int64_t held, int64_t n)
+{
+	return (tally__i128)prev * (w - e) +
+		       ((tally__i128)cur + held + n) * w <=
+	       (tally__i128)max * w;
+}
+
+/* ceil(prev * (w - e) / w), 0 .. prev. */
+static inline int64_t
+tally__swin_carry_at(int64_t w, int64_t prev, int64_t e)
+{
+	return (int64_t)(((tally__i128)prev * (w - e) + (w - 1)) / w);
+}
+
+/*
  * Rolls *old to now (see above) into *next, and reports in *r (when not
  * NULL) what the roll did. next may be old (in place); otherwise old is
  * never written. Returns TALLY_OK, TALLY_EINVAL (old or next NULL, w < 1,
